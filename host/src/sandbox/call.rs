@@ -1,0 +1,609 @@
+//! Running a batch through a plugin: strict nulls, the guest call under its
+//! limits, validation of the output, and isolation of faulting rows.
+//!
+//! When a call faults, its rows run again in halves, recursively, so that in
+//! the end only the rows that fault carry the fault and the others get
+//! values. Isolating one bad row among `n` costs about `2 * log2(n)` extra
+//! calls, so a batch may spend at most `2 * ceil(log2(n)) * MAX_ISOLATED_ROWS`
+//! re-runs; once that budget is spent, the rows not yet isolated get the
+//! fault of the call that contained them. A half that times out again after
+//! its parent timed out is not split further, so a slow batch costs at most
+//! three deadlines. A whole-call error returned by the guest is not re-run,
+//! since it does not depend on which rows were passed.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+use super::bindings::Plugin;
+use super::engine::{LoadedPlugin, UdfEngine};
+use super::fault::{self, Fault, FaultClass, FaultEvidence};
+use super::limits::EffectiveLimits;
+use super::record::CallRecord;
+use super::state::{DirectoryGrant, GuestLabels, MAX_LOG_MESSAGE_CHARS, StoreState, sanitize};
+use super::column::ColumnBuilder;
+use super::types::{self, BatchResult, Column, Description, Function};
+use super::warm::{WarmInstance, WarmKey};
+use super::{CallError, LoadError};
+
+/// The most faulting rows a batch's re-run budget is sized to isolate.
+pub const MAX_ISOLATED_ROWS: u32 = 4;
+
+/// Who a call runs for, and what the operator granted the plugin.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The tenant.
+    pub tenant: String,
+    /// The plugin's catalog name.
+    pub plugin: String,
+    /// The plugin's catalog version.
+    pub version: i32,
+    /// Directories granted to the plugin, mounted read-only.
+    pub directories: Vec<DirectoryGrant>,
+}
+
+/// The error of one cell of a batch's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellError {
+    /// The row, from 0.
+    pub row: usize,
+    /// The class: [`FaultClass::GuestError`] for an error the guest returned
+    /// for the row, otherwise the fault of the call that contained it.
+    pub class: FaultClass,
+    /// The message.
+    pub message: String,
+}
+
+/// The result of a batch: one value a row, the failed cells, and one timing
+/// record for each guest call made.
+#[derive(Debug, Clone)]
+pub struct BatchOutput {
+    /// The result column, one row for each input row. A failed cell is null.
+    pub column: Column,
+    /// The failed cells, in row order.
+    pub errors: Vec<CellError>,
+    /// One record for each guest call, in the order they ran.
+    pub records: Vec<CallRecord>,
+}
+
+/// One contiguous run of rows and how its call ended.
+enum Segment {
+    Ok { start: usize, result: BatchResult },
+    Fault { start: usize, rows: usize, fault: Fault },
+}
+
+/// What stays fixed across the attempts of one batch.
+struct Job<'a> {
+    plugin: &'a LoadedPlugin,
+    context: &'a CallContext,
+    function: &'a Function,
+    limits: EffectiveLimits,
+}
+
+impl UdfEngine {
+    /// Runs one batch of `rows` rows through `function`.
+    ///
+    /// Rows with a null argument give a null result without a call unless
+    /// the function takes nulls. A guest fault does not fail the batch: it
+    /// becomes a [`CellError`] on the rows it affects.
+    ///
+    /// # Errors
+    ///
+    /// Returns a [`CallError`] when the function does not exist, the
+    /// arguments do not match its parameters, or the host cannot set up a
+    /// sandbox.
+    pub fn call(
+        &self,
+        plugin: &LoadedPlugin,
+        context: &CallContext,
+        function: &str,
+        args: &[Column],
+        rows: usize,
+    ) -> Result<BatchOutput, CallError> {
+        let function = lookup_function(plugin, function)?;
+        check_arguments(function, args, rows)?;
+        let job = Job {
+            plugin,
+            context,
+            function,
+            limits: self.inner.config.policy.effective(&function.limits),
+        };
+        let mut records = Vec::new();
+        if rows == 0 {
+            return Ok(BatchOutput {
+                column: Column::nulls(&function.returns, 0),
+                errors: Vec::new(),
+                records,
+            });
+        }
+
+        let live = if function.takes_nulls {
+            None
+        } else {
+            non_null_rows(args, rows)
+        };
+        let segments = match &live {
+            None => self.run_isolated(&job, args, rows, &mut records)?,
+            Some(live) if live.is_empty() => Vec::new(),
+            Some(live) => {
+                let gathered: Vec<Column> = args.iter().map(|arg| arg.gather(live)).collect();
+                self.run_isolated(&job, &gathered, live.len(), &mut records)?
+            }
+        };
+        let (column, errors) = assemble(&function.returns, rows, live.as_deref(), segments);
+        Ok(BatchOutput {
+            column,
+            errors,
+            records,
+        })
+    }
+
+    /// Runs a batch, re-running halves of any call that faults.
+    fn run_isolated(
+        &self,
+        job: &Job<'_>,
+        args: &[Column],
+        rows: usize,
+        records: &mut Vec<CallRecord>,
+    ) -> Result<Vec<Segment>, CallError> {
+        let log2 = usize::BITS - (rows.max(2) - 1).leading_zeros();
+        let mut budget = 2 * log2 * MAX_ISOLATED_ROWS;
+        let mut segments = Vec::new();
+        // Each entry is (first row, rows, arguments, whether its parent call
+        // ran past the deadline).
+        let mut pending = vec![(0usize, rows, None::<Vec<Column>>, false)];
+        while let Some((start, count, sliced, parent_timed_out)) = pending.pop() {
+            let batch_args = sliced.as_deref().unwrap_or(args);
+            let attempt = records.len() as u32 + 1;
+            let (outcome, record) = self.call_guest(job, batch_args, count, attempt)?;
+            record.emit();
+            records.push(record);
+            let fault = match outcome {
+                Ok(result) => {
+                    segments.push(Segment::Ok { start, result });
+                    continue;
+                }
+                Err(fault) => fault,
+            };
+            let timed_out = fault.class == FaultClass::DeadlineExceeded;
+            let splittable = count > 1
+                && budget >= 2
+                && fault.class.is_row_specific()
+                && !(timed_out && parent_timed_out);
+            if !splittable {
+                segments.push(Segment::Fault {
+                    start,
+                    rows: count,
+                    fault,
+                });
+                continue;
+            }
+            budget -= 2;
+            let mid = count / 2;
+            let left = batch_args.iter().map(|arg| arg.slice(0, mid)).collect();
+            let right = batch_args.iter().map(|arg| arg.slice(mid, count)).collect();
+            // The stack pops the left half first, so rows run in order.
+            pending.push((start + mid, count - mid, Some(right), timed_out));
+            pending.push((start, mid, Some(left), timed_out));
+        }
+        segments.sort_by_key(|segment| match segment {
+            Segment::Ok { start, .. } | Segment::Fault { start, .. } => *start,
+        });
+        Ok(segments)
+    }
+
+    /// Makes one guest call and validates its output.
+    fn call_guest(
+        &self,
+        job: &Job<'_>,
+        args: &[Column],
+        rows: usize,
+        attempt: u32,
+    ) -> Result<(Result<BatchResult, Fault>, CallRecord), CallError> {
+        let plugin = &job.plugin.inner;
+        let mut record = CallRecord {
+            tenant: job.context.tenant.clone(),
+            plugin: job.context.plugin.clone(),
+            version: job.context.version,
+            function: job.function.name.clone(),
+            rows: rows as u64,
+            bytes_in: args.iter().map(Column::byte_len).sum(),
+            bytes_out: 0,
+            queue_wait_us: 0,
+            instantiate_us: 0,
+            guest_us: 0,
+            fuel_used: 0,
+            memory_peak_bytes: 0,
+            cache_hit: plugin.cache_hit,
+            warm: false,
+            attempt,
+            outcome: String::new(),
+            error: String::new(),
+        };
+        let warm_key = plugin.description.capabilities.warm_instance.then(|| WarmKey {
+            tenant: job.context.tenant.clone(),
+            plugin: job.context.plugin.clone(),
+            sha256: plugin.sha256.clone(),
+        });
+
+        // Idle warm instances hold slots of their own, outside this count.
+        let (_slot, queue_wait) = self.inner.slots.acquire();
+        record.queue_wait_us = queue_wait.as_micros() as u64;
+
+        let setup_started = Instant::now();
+        let reused = warm_key.as_ref().and_then(|key| {
+            let config = &self.inner.config;
+            self.inner
+                .warm
+                .checkout(key, config.warm_max_calls, config.warm_idle_timeout)
+        });
+        record.warm = reused.is_some();
+        let mut instance = match reused {
+            Some(mut instance) => {
+                let current = instance.store.data().limiter.peak_memory_bytes;
+                instance
+                    .store
+                    .data_mut()
+                    .reset_call(job.limits.memory_bytes, current, &job.function.name);
+                instance
+            }
+            None => match self.instantiate(job, &mut record) {
+                Ok(instance) => instance,
+                Err(Setup::Fault(fault)) => {
+                    record.instantiate_us = setup_started.elapsed().as_micros() as u64;
+                    record.set_outcome(Some(&fault));
+                    return Ok((Err(fault), record));
+                }
+                Err(Setup::Host(reason)) => {
+                    return Err(CallError::Host {
+                        function: job.function.name.clone(),
+                        reason,
+                    });
+                }
+            },
+        };
+        record.instantiate_us = setup_started.elapsed().as_micros() as u64;
+
+        let fuel = job.limits.fuel_for(rows);
+        let store = &mut instance.store;
+        let budget = self.arm(store, fuel, job.limits.deadline);
+        if let Err(reason) = budget {
+            return Err(CallError::Host {
+                function: job.function.name.clone(),
+                reason,
+            });
+        }
+        let guest_started = Instant::now();
+        let returned = instance.bindings.sandtable_udf_udf().call_call(
+            &mut *store,
+            &job.function.name,
+            args,
+            rows as u32,
+        );
+        record.guest_us = guest_started.elapsed().as_micros() as u64;
+        record.fuel_used += fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+
+        let outcome = match returned {
+            Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
+            Ok(Err(error)) => Err(guest_call_error(error)),
+            Err(error) => {
+                let state = store.data();
+                let evidence = FaultEvidence {
+                    growth_denied: state.limiter.growth_denied,
+                    oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
+                };
+                Err(fault::classify(&error, evidence, &job.limits.summary(rows)))
+            }
+        };
+        let state = store.data_mut();
+        record.memory_peak_bytes = state.limiter.peak_memory_bytes as u64;
+        state.flush_output();
+        record.set_outcome(outcome.as_ref().err());
+
+        if let Some(key) = warm_key {
+            // A trap poisons the whole store, and any fault may have left the
+            // guest's state broken, so only an instance whose call succeeded
+            // is kept.
+            if outcome.is_ok() {
+                instance.calls += 1;
+                self.inner.warm.checkin(key, instance);
+            }
+        }
+        Ok((outcome, record))
+    }
+
+    /// Sets a store's fuel and deadline for the next guest entry.
+    fn arm(&self, store: &mut Store<StoreState>, fuel: u64, deadline: Duration) -> Result<(), String> {
+        store
+            .set_fuel(fuel)
+            .map_err(|error| format!("could not set fuel: {error}"))?;
+        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+        let ticks = deadline.as_nanos().div_ceil(tick) as u64;
+        store.set_epoch_deadline(ticks.max(1));
+        store.epoch_deadline_trap();
+        Ok(())
+    }
+
+    /// Creates a store and an instance, and runs `init` when the plugin has
+    /// one.
+    fn instantiate(&self, job: &Job<'_>, record: &mut CallRecord) -> Result<WarmInstance, Setup> {
+        let plugin = &job.plugin.inner;
+        let labels = GuestLabels {
+            tenant: job.context.tenant.clone(),
+            plugin: job.context.plugin.clone(),
+            function: job.function.name.clone(),
+        };
+        let state = StoreState::new(&job.context.directories, job.limits.memory_bytes, labels)
+            .map_err(|error| Setup::Host(format!("could not open a granted directory: {error:#}")))?;
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let setup = self.inner.config.policy.setup_limits();
+        self.arm(&mut store, setup.fuel_per_row, setup.deadline)
+            .map_err(Setup::Host)?;
+
+        let fault_of = |store: &mut Store<StoreState>, error: wasmtime::Error, what: &str| {
+            let state = store.data_mut();
+            let evidence = FaultEvidence {
+                growth_denied: state.limiter.growth_denied,
+                oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
+            };
+            state.flush_output();
+            let mut fault = fault::classify(&error, evidence, &job.limits.summary(0));
+            fault.message = format!("{what}: {}", fault.message);
+            Setup::Fault(fault)
+        };
+        let instance: Instance = match plugin.pre.instance_pre().instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(error) => return Err(fault_of(&mut store, error, "instantiating the plugin failed")),
+        };
+        let bindings = match Plugin::new(&mut store, &instance) {
+            Ok(bindings) => bindings,
+            Err(error) => return Err(Setup::Host(format!("{error:#}"))),
+        };
+        if let Some(init) = &plugin.init {
+            let func = instance
+                .get_typed_func::<(), (Result<(), String>,)>(&mut store, init)
+                .map_err(|error| Setup::Host(format!("`init` has the wrong signature: {error:#}")))?;
+            let returned = func.call(&mut store, ());
+            record.fuel_used += setup.fuel_per_row.saturating_sub(store.get_fuel().unwrap_or(0));
+            match returned {
+                Ok((Ok(()),)) => {}
+                Ok((Err(message),)) => {
+                    store.data_mut().flush_output();
+                    return Err(Setup::Fault(Fault::new(
+                        FaultClass::GuestError,
+                        format!("`init` failed: {}", sanitize(&message, MAX_LOG_MESSAGE_CHARS)),
+                    )));
+                }
+                Err(error) => return Err(fault_of(&mut store, error, "`init` failed")),
+            }
+        }
+        Ok(WarmInstance {
+            store,
+            bindings,
+            calls: 0,
+            last_used: Instant::now(),
+        })
+    }
+}
+
+enum Setup {
+    Fault(Fault),
+    Host(String),
+}
+
+/// Runs a plugin's `describe` in a fresh instance under the set-up budget.
+pub(crate) fn describe(engine: &UdfEngine, plugin: &LoadedPlugin) -> Result<Description, LoadError> {
+    let inner = &engine.inner;
+    let setup = inner.config.policy.setup_limits();
+    let (_slot, _) = inner.slots.acquire();
+    let state = StoreState::new(&[], setup.memory_bytes, GuestLabels::default())
+        .map_err(LoadError::engine)?;
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    engine
+        .arm(&mut store, setup.fuel_per_row, setup.deadline)
+        .map_err(LoadError::Engine)?;
+    let result = plugin
+        .inner
+        .pre
+        .instantiate(&mut store)
+        .and_then(|bindings| bindings.sandtable_udf_udf().call_describe(&mut store));
+    store.data_mut().flush_output();
+    result.map_err(|error| {
+        let state = store.data();
+        let evidence = FaultEvidence {
+            growth_denied: state.limiter.growth_denied,
+            oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
+        };
+        LoadError::DescribeFailed(fault::classify(&error, evidence, &setup.summary(0)).to_string())
+    })
+}
+
+fn lookup_function<'a>(plugin: &'a LoadedPlugin, name: &str) -> Result<&'a Function, CallError> {
+    plugin.function(name).ok_or_else(|| CallError::UnknownFunction {
+        plugin: plugin.description().name.clone(),
+        function: name.to_owned(),
+        available: plugin
+            .description()
+            .functions
+            .iter()
+            .map(|function| format!("`{}`", function.name))
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+fn check_arguments(function: &Function, args: &[Column], rows: usize) -> Result<(), CallError> {
+    if args.len() != function.params.len() {
+        return Err(CallError::ArgumentCount {
+            function: function.name.clone(),
+            expected: function.params.len(),
+            given: args.len(),
+        });
+    }
+    for (param, arg) in function.params.iter().zip(args) {
+        let given = arg.values.data_type();
+        if given != param.type_ {
+            return Err(CallError::ArgumentType {
+                function: function.name.clone(),
+                param: param.name.clone(),
+                expected: param.type_,
+                given,
+            });
+        }
+        let invalid = |reason: String| CallError::ArgumentInvalid {
+            function: function.name.clone(),
+            param: param.name.clone(),
+            reason,
+        };
+        match arg.values.rows() {
+            Some(count) if count == rows => {}
+            Some(count) => return Err(invalid(format!("it has {count} rows, not {rows}"))),
+            None => return Err(invalid("its layout is malformed".into())),
+        }
+        if !arg.nulls.is_empty() && arg.nulls.len() != rows {
+            return Err(invalid(format!("it has {} null flags for {rows} rows", arg.nulls.len())));
+        }
+    }
+    Ok(())
+}
+
+/// Returns the rows where no argument is null, or `None` when there is no
+/// null at all.
+fn non_null_rows(args: &[Column], rows: usize) -> Option<Vec<usize>> {
+    if !args.iter().any(Column::has_nulls) {
+        return None;
+    }
+    Some(
+        (0..rows)
+            .filter(|&row| !args.iter().any(|arg| arg.is_null(row)))
+            .collect(),
+    )
+}
+
+fn guest_call_error(error: types::CallError) -> Fault {
+    let message = match error {
+        types::CallError::UnknownFunction(name) => {
+            format!("the guest has no function `{name}`, though its description lists it")
+        }
+        types::CallError::InvalidArguments(message) => {
+            format!("the guest rejected its arguments: {message}")
+        }
+        types::CallError::Failed(message) => message,
+    };
+    Fault::new(FaultClass::GuestError, sanitize(&message, MAX_LOG_MESSAGE_CHARS))
+}
+
+fn validate_output(
+    job: &Job<'_>,
+    result: BatchResult,
+    rows: usize,
+    record: &mut CallRecord,
+) -> Result<BatchResult, Fault> {
+    let error_bytes: u64 = result.errors.iter().map(|e| e.message.len() as u64).sum();
+    record.bytes_out = result.column.byte_len() + error_bytes;
+    if record.bytes_out > job.limits.output_bytes {
+        return Err(Fault::new(
+            FaultClass::InvalidOutput,
+            format!(
+                "the output is {} bytes, over the cap of {} bytes",
+                record.bytes_out, job.limits.output_bytes
+            ),
+        ));
+    }
+    result
+        .column
+        .validate(&job.function.returns, rows)
+        .map_err(|reason| Fault::new(FaultClass::InvalidOutput, format!("the guest {reason}")))?;
+    let mut seen = vec![false; rows];
+    for error in &result.errors {
+        let row = error.row as usize;
+        if row >= rows || std::mem::replace(&mut seen[row], true) {
+            return Err(Fault::new(
+                FaultClass::InvalidOutput,
+                format!("the guest returned an error for row {row}, which is out of range or repeated"),
+            ));
+        }
+    }
+    Ok(result)
+}
+
+/// Puts the segments back together in row order, with nulls for the rows a
+/// strict function skipped and for failed cells.
+fn assemble(
+    returns: &types::DataType,
+    rows: usize,
+    live: Option<&[usize]>,
+    segments: Vec<Segment>,
+) -> (Column, Vec<CellError>) {
+    let mut errors = Vec::new();
+    if live.is_none() && segments.len() == 1 && matches!(segments[0], Segment::Ok { .. }) {
+        let Some(Segment::Ok { mut result, .. }) = segments.into_iter().next() else {
+            unreachable!("the one segment is `Ok`");
+        };
+        result.errors.sort_by_key(|error| error.row);
+        for error in result.errors {
+            result.column.set_null(error.row as usize);
+            errors.push(CellError {
+                row: error.row as usize,
+                class: FaultClass::GuestError,
+                message: sanitize(&error.message, MAX_LOG_MESSAGE_CHARS),
+            });
+        }
+        return (result.column, errors);
+    }
+
+    // Map each batch row to the original row it came from.
+    let original = |batch_row: usize| live.map_or(batch_row, |live| live[batch_row]);
+    let mut builder = ColumnBuilder::new(returns, rows);
+    let mut next_row = 0;
+    for segment in segments {
+        match segment {
+            Segment::Ok { start, mut result } => {
+                result.errors.sort_by_key(|error| error.row);
+                let mut row_errors = result.errors.into_iter().peekable();
+                for batch_row in 0..result.column.len() {
+                    let row = original(start + batch_row);
+                    fill_nulls_until(&mut builder, &mut next_row, row);
+                    match row_errors.next_if(|error| error.row as usize == batch_row) {
+                        Some(error) => {
+                            builder.push_null();
+                            errors.push(CellError {
+                                row,
+                                class: FaultClass::GuestError,
+                                message: sanitize(&error.message, MAX_LOG_MESSAGE_CHARS),
+                            });
+                        }
+                        None => builder.push_from(&result.column, batch_row),
+                    }
+                    next_row = row + 1;
+                }
+            }
+            Segment::Fault { start, rows: count, fault } => {
+                for batch_row in start..start + count {
+                    let row = original(batch_row);
+                    fill_nulls_until(&mut builder, &mut next_row, row);
+                    builder.push_null();
+                    errors.push(CellError {
+                        row,
+                        class: fault.class,
+                        message: fault.message.clone(),
+                    });
+                    next_row = row + 1;
+                }
+            }
+        }
+    }
+    fill_nulls_until(&mut builder, &mut next_row, rows);
+    (builder.finish(), errors)
+}
+
+/// Appends nulls until the builder reaches row `end`.
+fn fill_nulls_until(builder: &mut ColumnBuilder, next_row: &mut usize, end: usize) {
+    while *next_row < end {
+        builder.push_null();
+        *next_row += 1;
+    }
+}

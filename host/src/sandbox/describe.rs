@@ -1,0 +1,195 @@
+//! Validation of a plugin's `describe` output.
+
+use std::collections::HashSet;
+
+use super::types::{DataType, Description, Function};
+
+/// The most rows a function may prefer in one batch.
+pub const MAX_BATCH_SIZE: u32 = 65_536;
+/// The largest vector dimension, which is pgvector's limit for `vector`.
+pub const MAX_VECTOR_DIMENSION: u32 = 16_000;
+/// The most parameters one function may take.
+pub const MAX_PARAMETERS: usize = 32;
+
+/// Checks a description against the rules the host relies on, returning the
+/// first broken one.
+pub(crate) fn validate(description: &Description) -> Result<(), String> {
+    check_name("plugin name", &description.name)?;
+    if description.version.trim().is_empty() || description.version.len() > 64 {
+        return Err(format!(
+            "plugin version `{}` must be 1 to 64 characters",
+            description.version
+        ));
+    }
+    if description.functions.is_empty() {
+        return Err("the plugin exports no functions".into());
+    }
+    let mut names = HashSet::new();
+    for function in &description.functions {
+        if !names.insert(function.name.as_str()) {
+            return Err(format!("function `{}` is described twice", function.name));
+        }
+        validate_function(function).map_err(|error| format!("function `{}`: {error}", function.name))?;
+    }
+    for path in &description.capabilities.directories {
+        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            return Err(format!(
+                "directory `{path}` must be an absolute guest path without `..`"
+            ));
+        }
+    }
+    for host in &description.capabilities.outbound_hosts {
+        if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c == '/') {
+            return Err(format!("outbound host `{host}` must be `host:port`"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_function(function: &Function) -> Result<(), String> {
+    check_name("function name", &function.name)?;
+    if function.params.len() > MAX_PARAMETERS {
+        return Err(format!(
+            "takes {} parameters, more than the maximum of {MAX_PARAMETERS}",
+            function.params.len()
+        ));
+    }
+    let mut params = HashSet::new();
+    for param in &function.params {
+        check_name("parameter name", &param.name)?;
+        if !params.insert(param.name.as_str()) {
+            return Err(format!("parameter `{}` appears twice", param.name));
+        }
+        check_type(&param.type_)?;
+    }
+    check_type(&function.returns)?;
+    if function.batch_size == 0 || function.batch_size > MAX_BATCH_SIZE {
+        return Err(format!(
+            "batch size {} must be from 1 to {MAX_BATCH_SIZE}",
+            function.batch_size
+        ));
+    }
+    if let Some(pool) = &function.pool
+        && (pool.is_empty() || pool.len() > 128 || pool.chars().any(char::is_whitespace))
+    {
+        return Err(format!(
+            "pool `{pool}` must be 1 to 128 characters without spaces, such as `request-rate:my_service`"
+        ));
+    }
+    if function.limits.fuel_per_row == Some(0) {
+        return Err("requests 0 fuel per row".into());
+    }
+    if function.limits.deadline_ms == Some(0) {
+        return Err("requests a deadline of 0 ms".into());
+    }
+    Ok(())
+}
+
+fn check_type(data_type: &DataType) -> Result<(), String> {
+    if let DataType::Vector(dimension) = data_type
+        && (*dimension == 0 || *dimension > MAX_VECTOR_DIMENSION)
+    {
+        return Err(format!(
+            "vector dimension {dimension} must be from 1 to {MAX_VECTOR_DIMENSION}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that a name is 1 to 64 characters of ASCII letters, digits, `_`
+/// and `-`, starting with a letter, so it can appear in expressions.
+pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{name}` must be 1 to 64 ASCII letters, digits, `_` or `-`, starting with a letter"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::types::{Capabilities, Limits, Parameter};
+
+    fn description() -> Description {
+        Description {
+            name: "text".into(),
+            version: "1.0.0".into(),
+            functions: vec![Function {
+                name: "upper".into(),
+                doc: String::new(),
+                params: vec![Parameter {
+                    name: "s".into(),
+                    type_: DataType::String,
+                }],
+                returns: DataType::String,
+                takes_nulls: false,
+                batch_size: 1024,
+                pool: None,
+                limits: Limits {
+                    fuel_per_row: None,
+                    memory_bytes: None,
+                    deadline_ms: None,
+                    output_bytes: None,
+                },
+            }],
+            capabilities: Capabilities {
+                directories: vec![],
+                outbound_hosts: vec![],
+                warm_instance: false,
+            },
+        }
+    }
+
+    #[test]
+    fn valid_description_passes() {
+        assert_eq!(validate(&description()), Ok(()));
+    }
+
+    #[test]
+    fn duplicate_function_is_rejected() {
+        let mut d = description();
+        d.functions.push(d.functions[0].clone());
+        assert_eq!(validate(&d).unwrap_err(), "function `upper` is described twice");
+    }
+
+    #[test]
+    fn zero_batch_size_is_rejected() {
+        let mut d = description();
+        d.functions[0].batch_size = 0;
+        let error = validate(&d).unwrap_err();
+        assert!(error.starts_with("function `upper`: batch size 0"), "{error}");
+    }
+
+    #[test]
+    fn bad_names_are_rejected() {
+        let mut d = description();
+        d.name = "has space".into();
+        assert!(validate(&d).unwrap_err().starts_with("plugin name `has space`"));
+        let mut d = description();
+        d.functions[0].name = "1up".into();
+        assert!(validate(&d).unwrap_err().contains("function name `1up`"));
+    }
+
+    #[test]
+    fn oversized_vector_is_rejected() {
+        let mut d = description();
+        d.functions[0].returns = DataType::Vector(20_000);
+        assert!(validate(&d).unwrap_err().contains("vector dimension 20000"));
+    }
+
+    #[test]
+    fn relative_directory_is_rejected() {
+        let mut d = description();
+        d.capabilities.directories.push("model".into());
+        assert!(validate(&d).unwrap_err().contains("directory `model`"));
+    }
+}

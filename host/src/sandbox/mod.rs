@@ -1,0 +1,47 @@
+//! The sandbox boundary: one engine a process, components loaded and
+//! compiled once, and a fresh store for each batch call.
+//!
+//! # Store lifecycle
+//!
+//! [`UdfEngine::load`] checks a component's header, imports and exports,
+//! compiles it (or loads it from the on-disk cache), links it into an
+//! `InstancePre`, and runs its `describe` export once in a throwaway store.
+//!
+//! [`UdfEngine::call`] then runs each batch in a store of its own: the store
+//! gets the call's fuel (fuel per row times rows), an epoch deadline driven
+//! by a ticker thread, a limiter for memory and tables, and a WASI context
+//! with no environment, no network and only the granted directories. The
+//! instance comes from the pooling allocator, so creating it costs
+//! microseconds, and dropping the store returns the slot. A trap therefore
+//! never leaves state behind for the next rows or the next tenant.
+//!
+//! A plugin that declares `warm-instance` keeps its store between calls, one
+//! per tenant and plugin version, so that `init` (loading weights, say) runs
+//! once. Fuel, deadline and limits are reset before each call, and the store
+//! is dropped after any fault, since wasmtime refuses to enter a store whose
+//! instance trapped.
+
+mod bindings;
+mod cache;
+mod call;
+mod column;
+mod describe;
+mod engine;
+mod error;
+mod fault;
+mod limits;
+mod record;
+mod state;
+mod warm;
+
+pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, UDF_INTERFACE, types};
+pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
+pub use column::ColumnBuilder;
+pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION};
+pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
+pub use error::{CallError, LoadError};
+pub use fault::{Fault, FaultClass};
+pub use limits::{EffectiveLimits, LimitPolicy};
+pub use record::{CallRecord, RECORD_TARGET};
+pub use state::DirectoryGrant;
+pub use types::{Column, DataType, Description, Function};

@@ -1,0 +1,104 @@
+//! The timing record: one for every guest call, re-runs included.
+
+use serde::{Deserialize, Serialize};
+
+use super::fault::Fault;
+
+/// The tracing target of timing records.
+pub const RECORD_TARGET: &str = "sandtable::call";
+
+/// What one guest call cost and how it ended. Durations are in microseconds,
+/// since a call can take 20 us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// The tenant the call ran for.
+    pub tenant: String,
+    /// The plugin's catalog name.
+    pub plugin: String,
+    /// The plugin's catalog version (0 when not from the catalog).
+    pub version: i32,
+    /// The function called.
+    pub function: String,
+    /// The rows passed to the guest.
+    pub rows: u64,
+    /// The size of the argument columns, as [`Column::byte_len`] counts it.
+    ///
+    /// [`Column::byte_len`]: super::types::Column::byte_len
+    pub bytes_in: u64,
+    /// The size of the result column, as `bytes_in` counts it, plus the
+    /// row errors' messages.
+    pub bytes_out: u64,
+    /// Time spent waiting for an instance slot.
+    pub queue_wait_us: u64,
+    /// Time spent creating the store and instance, and running `init`.
+    pub instantiate_us: u64,
+    /// Time spent in the guest's `call`, lifting and lowering included.
+    pub guest_us: u64,
+    /// Fuel consumed by the call, `init` included.
+    pub fuel_used: u64,
+    /// The largest linear memory the instance reached, in bytes.
+    pub memory_peak_bytes: u64,
+    /// Whether the plugin's compiled code came from the on-disk cache.
+    pub cache_hit: bool,
+    /// Whether the call reused a warm instance.
+    pub warm: bool,
+    /// The attempt within the batch: 1 for the first call, higher for the
+    /// re-runs that isolate faulting rows.
+    pub attempt: u32,
+    /// `ok` or the fault class.
+    pub outcome: String,
+    /// The fault's message, empty when the call succeeded.
+    pub error: String,
+}
+
+impl CallRecord {
+    /// Sets the outcome from a fault, or to `ok`.
+    pub(crate) fn set_outcome(&mut self, fault: Option<&Fault>) {
+        match fault {
+            Some(fault) => {
+                self.outcome = fault.class.as_str().to_owned();
+                self.error = fault.message.clone();
+            }
+            None => {
+                self.outcome = "ok".to_owned();
+                self.error.clear();
+            }
+        }
+    }
+
+    /// Writes the record as a `tracing` event on [`RECORD_TARGET`], at DEBUG
+    /// when the call succeeded and INFO when it faulted.
+    pub fn emit(&self) {
+        macro_rules! event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: RECORD_TARGET,
+                    $level,
+                    tenant = %self.tenant,
+                    plugin = %self.plugin,
+                    version = self.version,
+                    function = %self.function,
+                    rows = self.rows,
+                    bytes_in = self.bytes_in,
+                    bytes_out = self.bytes_out,
+                    queue_wait_us = self.queue_wait_us,
+                    instantiate_us = self.instantiate_us,
+                    guest_us = self.guest_us,
+                    fuel_used = self.fuel_used,
+                    memory_peak_bytes = self.memory_peak_bytes,
+                    cache_hit = self.cache_hit,
+                    warm = self.warm,
+                    attempt = self.attempt,
+                    outcome = %self.outcome,
+                    error = %self.error,
+                    "udf call"
+                )
+            };
+        }
+        if self.outcome == "ok" {
+            event!(tracing::Level::DEBUG);
+        } else {
+            event!(tracing::Level::INFO);
+        }
+    }
+}
