@@ -1,1 +1,8 @@
-fn main() {}
+//! The `sandtable` command.
+
+use std::process::ExitCode;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    sandtable::cli::main().await
+}

@@ -17,12 +17,12 @@ use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use super::bindings::Plugin;
+use super::column::ColumnBuilder;
 use super::engine::{LoadedPlugin, UdfEngine};
 use super::fault::{self, Fault, FaultClass, FaultEvidence};
 use super::limits::EffectiveLimits;
 use super::record::CallRecord;
 use super::state::{DirectoryGrant, GuestLabels, MAX_LOG_MESSAGE_CHARS, StoreState, sanitize};
-use super::column::ColumnBuilder;
 use super::types::{self, BatchResult, Column, Description, Function};
 use super::warm::{WarmInstance, WarmKey};
 use super::{CallError, LoadError};
@@ -69,8 +69,15 @@ pub struct BatchOutput {
 
 /// One contiguous run of rows and how its call ended.
 enum Segment {
-    Ok { start: usize, result: BatchResult },
-    Fault { start: usize, rows: usize, fault: Fault },
+    Ok {
+        start: usize,
+        result: BatchResult,
+    },
+    Fault {
+        start: usize,
+        rows: usize,
+        fault: Fault,
+    },
 }
 
 /// What stays fixed across the attempts of one batch.
@@ -221,11 +228,15 @@ impl UdfEngine {
             outcome: String::new(),
             error: String::new(),
         };
-        let warm_key = plugin.description.capabilities.warm_instance.then(|| WarmKey {
-            tenant: job.context.tenant.clone(),
-            plugin: job.context.plugin.clone(),
-            sha256: plugin.sha256.clone(),
-        });
+        let warm_key = plugin
+            .description
+            .capabilities
+            .warm_instance
+            .then(|| WarmKey {
+                tenant: job.context.tenant.clone(),
+                plugin: job.context.plugin.clone(),
+                sha256: plugin.sha256.clone(),
+            });
 
         // Idle warm instances hold slots of their own, outside this count.
         let (_slot, queue_wait) = self.inner.slots.acquire();
@@ -242,10 +253,11 @@ impl UdfEngine {
         let mut instance = match reused {
             Some(mut instance) => {
                 let current = instance.store.data().limiter.peak_memory_bytes;
-                instance
-                    .store
-                    .data_mut()
-                    .reset_call(job.limits.memory_bytes, current, &job.function.name);
+                instance.store.data_mut().reset_call(
+                    job.limits.memory_bytes,
+                    current,
+                    &job.function.name,
+                );
                 instance
             }
             None => match self.instantiate(job, &mut record) {
@@ -314,7 +326,12 @@ impl UdfEngine {
     }
 
     /// Sets a store's fuel and deadline for the next guest entry.
-    fn arm(&self, store: &mut Store<StoreState>, fuel: u64, deadline: Duration) -> Result<(), String> {
+    fn arm(
+        &self,
+        store: &mut Store<StoreState>,
+        fuel: u64,
+        deadline: Duration,
+    ) -> Result<(), String> {
         store
             .set_fuel(fuel)
             .map_err(|error| format!("could not set fuel: {error}"))?;
@@ -335,7 +352,9 @@ impl UdfEngine {
             function: job.function.name.clone(),
         };
         let state = StoreState::new(&job.context.directories, job.limits.memory_bytes, labels)
-            .map_err(|error| Setup::Host(format!("could not open a granted directory: {error:#}")))?;
+            .map_err(|error| {
+                Setup::Host(format!("could not open a granted directory: {error:#}"))
+            })?;
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         let setup = self.inner.config.policy.setup_limits();
@@ -355,7 +374,13 @@ impl UdfEngine {
         };
         let instance: Instance = match plugin.pre.instance_pre().instantiate(&mut store) {
             Ok(instance) => instance,
-            Err(error) => return Err(fault_of(&mut store, error, "instantiating the plugin failed")),
+            Err(error) => {
+                return Err(fault_of(
+                    &mut store,
+                    error,
+                    "instantiating the plugin failed",
+                ));
+            }
         };
         let bindings = match Plugin::new(&mut store, &instance) {
             Ok(bindings) => bindings,
@@ -364,16 +389,23 @@ impl UdfEngine {
         if let Some(init) = &plugin.init {
             let func = instance
                 .get_typed_func::<(), (Result<(), String>,)>(&mut store, init)
-                .map_err(|error| Setup::Host(format!("`init` has the wrong signature: {error:#}")))?;
+                .map_err(|error| {
+                    Setup::Host(format!("`init` has the wrong signature: {error:#}"))
+                })?;
             let returned = func.call(&mut store, ());
-            record.fuel_used += setup.fuel_per_row.saturating_sub(store.get_fuel().unwrap_or(0));
+            record.fuel_used += setup
+                .fuel_per_row
+                .saturating_sub(store.get_fuel().unwrap_or(0));
             match returned {
                 Ok((Ok(()),)) => {}
                 Ok((Err(message),)) => {
                     store.data_mut().flush_output();
                     return Err(Setup::Fault(Fault::new(
                         FaultClass::GuestError,
-                        format!("`init` failed: {}", sanitize(&message, MAX_LOG_MESSAGE_CHARS)),
+                        format!(
+                            "`init` failed: {}",
+                            sanitize(&message, MAX_LOG_MESSAGE_CHARS)
+                        ),
                     )));
                 }
                 Err(error) => return Err(fault_of(&mut store, error, "`init` failed")),
@@ -394,7 +426,10 @@ enum Setup {
 }
 
 /// Runs a plugin's `describe` in a fresh instance under the set-up budget.
-pub(crate) fn describe(engine: &UdfEngine, plugin: &LoadedPlugin) -> Result<Description, LoadError> {
+pub(crate) fn describe(
+    engine: &UdfEngine,
+    plugin: &LoadedPlugin,
+) -> Result<Description, LoadError> {
     let inner = &engine.inner;
     let setup = inner.config.policy.setup_limits();
     let (_slot, _) = inner.slots.acquire();
@@ -422,17 +457,19 @@ pub(crate) fn describe(engine: &UdfEngine, plugin: &LoadedPlugin) -> Result<Desc
 }
 
 fn lookup_function<'a>(plugin: &'a LoadedPlugin, name: &str) -> Result<&'a Function, CallError> {
-    plugin.function(name).ok_or_else(|| CallError::UnknownFunction {
-        plugin: plugin.description().name.clone(),
-        function: name.to_owned(),
-        available: plugin
-            .description()
-            .functions
-            .iter()
-            .map(|function| format!("`{}`", function.name))
-            .collect::<Vec<_>>()
-            .join(", "),
-    })
+    plugin
+        .function(name)
+        .ok_or_else(|| CallError::UnknownFunction {
+            plugin: plugin.description().name.clone(),
+            function: name.to_owned(),
+            available: plugin
+                .description()
+                .functions
+                .iter()
+                .map(|function| format!("`{}`", function.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn check_arguments(function: &Function, args: &[Column], rows: usize) -> Result<(), CallError> {
@@ -464,7 +501,10 @@ fn check_arguments(function: &Function, args: &[Column], rows: usize) -> Result<
             None => return Err(invalid("its layout is malformed".into())),
         }
         if !arg.nulls.is_empty() && arg.nulls.len() != rows {
-            return Err(invalid(format!("it has {} null flags for {rows} rows", arg.nulls.len())));
+            return Err(invalid(format!(
+                "it has {} null flags for {rows} rows",
+                arg.nulls.len()
+            )));
         }
     }
     Ok(())
@@ -493,7 +533,10 @@ fn guest_call_error(error: types::CallError) -> Fault {
         }
         types::CallError::Failed(message) => message,
     };
-    Fault::new(FaultClass::GuestError, sanitize(&message, MAX_LOG_MESSAGE_CHARS))
+    Fault::new(
+        FaultClass::GuestError,
+        sanitize(&message, MAX_LOG_MESSAGE_CHARS),
+    )
 }
 
 fn validate_output(
@@ -523,7 +566,9 @@ fn validate_output(
         if row >= rows || std::mem::replace(&mut seen[row], true) {
             return Err(Fault::new(
                 FaultClass::InvalidOutput,
-                format!("the guest returned an error for row {row}, which is out of range or repeated"),
+                format!(
+                    "the guest returned an error for row {row}, which is out of range or repeated"
+                ),
             ));
         }
     }
@@ -581,7 +626,11 @@ fn assemble(
                     next_row = row + 1;
                 }
             }
-            Segment::Fault { start, rows: count, fault } => {
+            Segment::Fault {
+                start,
+                rows: count,
+                fault,
+            } => {
                 for batch_row in start..start + count {
                     let row = original(batch_row);
                     fill_nulls_until(&mut builder, &mut next_row, row);

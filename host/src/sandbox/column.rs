@@ -102,7 +102,9 @@ impl Column {
     pub fn validate(&self, expected: &DataType, rows: usize) -> Result<(), String> {
         let actual = self.values.data_type();
         if &actual != expected {
-            return Err(format!("returned a {actual} column where {expected} was declared"));
+            return Err(format!(
+                "returned a {actual} column where {expected} was declared"
+            ));
         }
         let Some(actual_rows) = self.values.rows() else {
             return Err(format!("returned a malformed {actual} column"));
@@ -111,7 +113,10 @@ impl Column {
             return Err(format!("returned {actual_rows} rows for a batch of {rows}"));
         }
         if !self.nulls.is_empty() && self.nulls.len() != rows {
-            return Err(format!("returned {} null flags for {rows} rows", self.nulls.len()));
+            return Err(format!(
+                "returned {} null flags for {rows} rows",
+                self.nulls.len()
+            ));
         }
         match &self.values {
             Values::String(c) => validate_offsets(&c.offsets, c.data.len(), Some(&c.data)),
@@ -257,7 +262,9 @@ fn validate_offsets(offsets: &[u32], data_len: usize, text: Option<&str>) -> Res
         if let Some(text) = text
             && !text.is_char_boundary(pair[1] as usize)
         {
-            return Err(format!("returned an offset inside a UTF-8 character at row {row}"));
+            return Err(format!(
+                "returned an offset inside a UTF-8 character at row {row}"
+            ));
         }
     }
     Ok(())
@@ -325,7 +332,9 @@ impl ColumnBuilder {
             Values::Float(v) => v.push(0.0),
             Values::String(c) | Values::Json(c) => c.offsets.push(c.data.len() as u32),
             Values::Bytes(c) => c.offsets.push(c.data.len() as u32),
-            Values::Vector(c) => c.data.extend(std::iter::repeat_n(0.0, c.dimension as usize)),
+            Values::Vector(c) => c
+                .data
+                .extend(std::iter::repeat_n(0.0, c.dimension as usize)),
         }
         self.nulls.push(true);
         self.any_null = true;
@@ -413,7 +422,11 @@ impl ColumnBuilder {
     pub fn finish(self) -> Column {
         Column {
             values: self.values,
-            nulls: if self.any_null { self.nulls } else { Vec::new() },
+            nulls: if self.any_null {
+                self.nulls
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -494,7 +507,10 @@ mod tests {
             nulls: vec![],
         };
         let error = column.validate(&DataType::Json, 2).unwrap_err();
-        assert!(error.starts_with("returned invalid JSON in row 1"), "{error}");
+        assert!(
+            error.starts_with("returned invalid JSON in row 1"),
+            "{error}"
+        );
     }
 
     #[test]

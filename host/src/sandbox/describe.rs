@@ -29,7 +29,8 @@ pub(crate) fn validate(description: &Description) -> Result<(), String> {
         if !names.insert(function.name.as_str()) {
             return Err(format!("function `{}` is described twice", function.name));
         }
-        validate_function(function).map_err(|error| format!("function `{}`: {error}", function.name))?;
+        validate_function(function)
+            .map_err(|error| format!("function `{}`: {error}", function.name))?;
     }
     for path in &description.capabilities.directories {
         if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
@@ -98,7 +99,11 @@ fn check_type(data_type: &DataType) -> Result<(), String> {
 
 /// Checks that a name is 1 to 64 characters of ASCII letters, digits, `_`
 /// and `-`, starting with a letter, so it can appear in expressions.
-pub(crate) fn check_name(what: &str, name: &str) -> Result<(), String> {
+///
+/// # Errors
+///
+/// Returns a message naming `what` and the name.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.starts_with(|c: char| c.is_ascii_alphabetic())
@@ -158,7 +163,10 @@ mod tests {
     fn duplicate_function_is_rejected() {
         let mut d = description();
         d.functions.push(d.functions[0].clone());
-        assert_eq!(validate(&d).unwrap_err(), "function `upper` is described twice");
+        assert_eq!(
+            validate(&d).unwrap_err(),
+            "function `upper` is described twice"
+        );
     }
 
     #[test]
@@ -166,14 +174,21 @@ mod tests {
         let mut d = description();
         d.functions[0].batch_size = 0;
         let error = validate(&d).unwrap_err();
-        assert!(error.starts_with("function `upper`: batch size 0"), "{error}");
+        assert!(
+            error.starts_with("function `upper`: batch size 0"),
+            "{error}"
+        );
     }
 
     #[test]
     fn bad_names_are_rejected() {
         let mut d = description();
         d.name = "has space".into();
-        assert!(validate(&d).unwrap_err().starts_with("plugin name `has space`"));
+        assert!(
+            validate(&d)
+                .unwrap_err()
+                .starts_with("plugin name `has space`")
+        );
         let mut d = description();
         d.functions[0].name = "1up".into();
         assert!(validate(&d).unwrap_err().contains("function name `1up`"));

@@ -129,7 +129,10 @@ impl UdfEngine {
             .map(|dir| CompiledCache::new(dir, &engine));
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(&engine, config.epoch_tick, ticker_stop.clone())?;
-        let fresh_slots = config.max_instances.saturating_sub(config.max_warm_instances).max(1);
+        let fresh_slots = config
+            .max_instances
+            .saturating_sub(config.max_warm_instances)
+            .max(1);
         Ok(UdfEngine {
             inner: Arc::new(EngineInner {
                 slots: Slots::new(fresh_slots as usize),
@@ -150,7 +153,10 @@ impl UdfEngine {
 
     /// The directory of this engine's compiled-component cache, if any.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.inner.cache.as_ref().map(|cache| cache.dir().to_owned())
+        self.inner
+            .cache
+            .as_ref()
+            .map(|cache| cache.dir().to_owned())
     }
 
     /// Validates and compiles a component, runs its `describe` export, and
@@ -311,8 +317,10 @@ fn compile_with_timeout(
 fn check_imports_and_exports(engine: &Engine, component: &Component) -> Result<(), LoadError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        let granted =
-            name == LOG_INTERFACE || GRANTED_WASI_IMPORTS.iter().any(|prefix| name.starts_with(prefix));
+        let granted = name == LOG_INTERFACE
+            || GRANTED_WASI_IMPORTS
+                .iter()
+                .any(|prefix| name.starts_with(prefix));
         if !granted {
             return Err(LoadError::ImportNotGranted {
                 import: name.to_owned(),
@@ -486,7 +494,10 @@ mod tests {
 
     #[test]
     fn header_rejects_text() {
-        assert!(matches!(check_header(b"hello world"), Err(LoadError::NotWasm)));
+        assert!(matches!(
+            check_header(b"hello world"),
+            Err(LoadError::NotWasm)
+        ));
     }
 
     #[test]

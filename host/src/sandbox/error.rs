@@ -113,7 +113,9 @@ pub enum CallError {
         given: usize,
     },
     /// An argument has the wrong type.
-    #[error("argument `{param}` of `{function}` must be {expected}, but a {given} column was given")]
+    #[error(
+        "argument `{param}` of `{function}` must be {expected}, but a {given} column was given"
+    )]
     ArgumentType {
         /// The function.
         function: String,

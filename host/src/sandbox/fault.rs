@@ -210,7 +210,10 @@ mod tests {
             oom_message: true,
         };
         let error = wasmtime::Error::msg("forcing a memory growth failure to be a trap");
-        assert_eq!(classify(&error, evidence, "").class, FaultClass::MemoryLimit);
+        assert_eq!(
+            classify(&error, evidence, "").class,
+            FaultClass::MemoryLimit
+        );
     }
 
     #[test]
@@ -218,6 +221,10 @@ mod tests {
         let error = wasmtime::Error::msg("something else");
         let fault = classify(&error, FaultEvidence::default(), "");
         assert_eq!(fault.class, FaultClass::GuestTrap);
-        assert!(fault.message.contains("something else"), "{}", fault.message);
+        assert!(
+            fault.message.contains("something else"),
+            "{}",
+            fault.message
+        );
     }
 }

@@ -37,7 +37,7 @@ mod warm;
 pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, UDF_INTERFACE, types};
 pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
 pub use column::ColumnBuilder;
-pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION};
+pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION, check_name};
 pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
 pub use error::{CallError, LoadError};
 pub use fault::{Fault, FaultClass};

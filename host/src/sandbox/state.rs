@@ -67,7 +67,10 @@ impl StoreState {
         let stderr = CapturedOutput::new(MAX_CAPTURED_OUTPUT_BYTES);
         let mut builder = WasiCtx::builder();
         builder.stdout(stdout.clone()).stderr(stderr.clone());
-        builder.allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false);
+        builder
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
         // Calls run on a thread reserved for blocking work, so file reads need
         // no hand-off to another thread.
         builder.allow_blocking_current_thread(true);
@@ -205,9 +208,7 @@ fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 
     type T = StoreState;
     let l = linker;
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, IoImport>(l, |t| {
-        &mut t.table
-    })?;
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     sync::io::poll::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     sync::io::streams::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
@@ -266,7 +267,10 @@ fn sanitize_fields(fields: &[(String, String)]) -> String {
         out.push_str(&format!("{:?}", sanitize(value, MAX_LOG_FIELD_CHARS)));
     }
     if fields.len() > MAX_LOG_FIELDS {
-        out.push_str(&format!(" … ({} more fields)", fields.len() - MAX_LOG_FIELDS));
+        out.push_str(&format!(
+            " … ({} more fields)",
+            fields.len() - MAX_LOG_FIELDS
+        ));
     }
     out
 }
@@ -396,7 +400,9 @@ mod tests {
 
     #[test]
     fn sanitize_fields_caps_count_and_quotes_values() {
-        let fields: Vec<_> = (0..20).map(|i| (format!("k{i}"), "v\n".to_owned())).collect();
+        let fields: Vec<_> = (0..20)
+            .map(|i| (format!("k{i}"), "v\n".to_owned()))
+            .collect();
         let text = sanitize_fields(&fields);
         assert!(text.starts_with("k0=\"v\\\\n\" k1="), "{text}");
         assert!(text.ends_with("… (4 more fields)"), "{text}");

@@ -1,0 +1,126 @@
+//! The catalog in Postgres: tenants and plugins.
+//!
+//! Every catalog row carries a tenant. Until the server adds tenants there
+//! is one, named [`DEFAULT_TENANT`].
+
+mod plugins;
+mod reference;
+
+use sqlx::PgPool;
+
+pub use plugins::{AddedPlugin, PluginEntry};
+pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
+
+use crate::sandbox::LoadError;
+
+/// The tenant that owns everything until tenants are added.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// The catalog's migrations, embedded in the binary.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A failure of a catalog operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CatalogError {
+    /// The database failed.
+    #[error("catalog query failed")]
+    Db(#[from] sqlx::Error),
+    /// The catalog schema could not be brought up to date.
+    #[error("catalog migration failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No tenant has this name.
+    #[error("tenant `{0}` not found")]
+    TenantNotFound(String),
+    /// No plugin matches the reference.
+    #[error("plugin `{reference}` not found{hint}")]
+    PluginNotFound {
+        /// The reference as given.
+        reference: String,
+        /// What does exist, as a sentence starting with `; `, or empty.
+        hint: String,
+    },
+    /// A sha256 prefix matches more than one version.
+    #[error(
+        "`{reference}` matches versions {versions} of `{name}`; give more digits of the sha256"
+    )]
+    AmbiguousReference {
+        /// The reference as given.
+        reference: String,
+        /// The plugin's name.
+        name: String,
+        /// The matching versions, comma-separated.
+        versions: String,
+    },
+    /// A stored component no longer loads.
+    #[error("stored plugin `{reference}` failed to load")]
+    Load {
+        /// The plugin and version.
+        reference: String,
+        /// Why it failed.
+        #[source]
+        source: LoadError,
+    },
+    /// A stored description does not parse.
+    #[error("stored description of `{reference}` is unreadable: {detail}")]
+    CorruptDescription {
+        /// The plugin and version.
+        reference: String,
+        /// The decoding error.
+        detail: String,
+    },
+}
+
+/// A tenant: a namespace of plugins and tables with a schema of its own.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tenant {
+    /// The tenant's id.
+    pub id: i64,
+    /// The tenant's name.
+    pub name: String,
+    /// The Postgres schema of the tenant's tables.
+    pub schema_name: String,
+}
+
+/// The catalog, over a connection pool.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pool: PgPool,
+}
+
+impl Catalog {
+    /// Opens the catalog, creating or migrating its schema first.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database cannot be reached or a migration fails.
+    pub async fn open(pool: PgPool) -> Result<Self, CatalogError> {
+        MIGRATOR.run(&pool).await?;
+        Ok(Catalog { pool })
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Looks up a tenant by name.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CatalogError::TenantNotFound`] when there is no such tenant.
+    pub async fn tenant(&self, name: &str) -> Result<Tenant, CatalogError> {
+        let row: Option<(i64, String, String)> =
+            sqlx::query_as("SELECT id, name, schema_name FROM sandtable.tenants WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (id, name, schema_name) =
+            row.ok_or_else(|| CatalogError::TenantNotFound(name.to_owned()))?;
+        Ok(Tenant {
+            id,
+            name,
+            schema_name,
+        })
+    }
+}

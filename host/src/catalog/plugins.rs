@@ -1,0 +1,423 @@
+//! Plugins in the catalog: content-addressed components with catalog
+//! versions per name.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use super::{Catalog, CatalogError, PluginRef, Tenant, VersionSelector};
+use crate::sandbox::{CallContext, Description, DirectoryGrant, LoadedPlugin, UdfEngine};
+
+/// One catalog version of a plugin, without its component bytes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginEntry {
+    /// The catalog name.
+    pub name: String,
+    /// The catalog version: 1, 2, 3 ... per name.
+    pub version: i32,
+    /// The lowercase hex sha256 of the component.
+    pub sha256: String,
+    /// The component's size in bytes.
+    pub size_bytes: i64,
+    /// The plugin's own version string.
+    pub plugin_version: String,
+    /// The plugin's description, as `describe` returned it.
+    pub description: Description,
+    /// When the version was added, in UTC.
+    pub added_at: String,
+}
+
+impl PluginEntry {
+    /// The reference `NAME@VERSION` of this entry.
+    pub fn reference(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
+/// The result of adding a plugin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AddedPlugin {
+    /// The stored entry.
+    pub entry: PluginEntry,
+    /// Whether a new version was created; `false` when the same content was
+    /// already stored under this name.
+    pub created: bool,
+}
+
+/// The columns of a [`PluginEntry`], as a literal so that queries stay
+/// `&'static str`.
+macro_rules! entry_columns {
+    () => {
+        "name, version, sha256, size_bytes, plugin_version, description, \
+         to_char(added_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS added_at"
+    };
+}
+
+fn entry_from_row(row: &PgRow) -> Result<PluginEntry, CatalogError> {
+    let name: String = row.try_get("name")?;
+    let version: i32 = row.try_get("version")?;
+    let description: serde_json::Value = row.try_get("description")?;
+    let description =
+        serde_json::from_value(description).map_err(|error| CatalogError::CorruptDescription {
+            reference: format!("{name}@{version}"),
+            detail: error.to_string(),
+        })?;
+    Ok(PluginEntry {
+        sha256: row.try_get("sha256")?,
+        size_bytes: row.try_get("size_bytes")?,
+        plugin_version: row.try_get("plugin_version")?,
+        added_at: row.try_get("added_at")?,
+        description,
+        name,
+        version,
+    })
+}
+
+impl Catalog {
+    /// Stores a loaded plugin under `name`. New content gets the next
+    /// catalog version; content already stored under `name` is not stored
+    /// twice.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn add_plugin(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        bytes: &[u8],
+        plugin: &LoadedPlugin,
+    ) -> Result<AddedPlugin, CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        // Serializes concurrent adds of one name, so versions stay dense.
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, $2))")
+            .bind(name)
+            .bind(tenant.id)
+            .execute(&mut *tx)
+            .await?;
+        let existing = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM sandtable.plugins \
+             WHERE tenant_id = $1 AND name = $2 AND sha256 = $3"
+        ))
+        .bind(tenant.id)
+        .bind(name)
+        .bind(plugin.sha256())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok(AddedPlugin {
+                entry: entry_from_row(&row)?,
+                created: false,
+            });
+        }
+        let description = serde_json::to_value(plugin.description())
+            .expect("a description always serializes to JSON");
+        let row = sqlx::query(concat!(
+            "INSERT INTO sandtable.plugins \
+               (tenant_id, name, version, sha256, component, size_bytes, plugin_version, description) \
+             SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7 \
+               FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 \
+             RETURNING ", entry_columns!(), ""
+        ))
+        .bind(tenant.id)
+        .bind(name)
+        .bind(plugin.sha256())
+        .bind(bytes)
+        .bind(bytes.len() as i64)
+        .bind(&plugin.description().version)
+        .bind(description)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = entry_from_row(&row)?;
+        tx.commit().await?;
+        tracing::info!(
+            target: "sandtable::catalog",
+            tenant = %tenant.name,
+            plugin = %entry.name,
+            version = entry.version,
+            sha256 = %entry.sha256,
+            "plugin added"
+        );
+        Ok(AddedPlugin {
+            entry,
+            created: true,
+        })
+    }
+
+    /// Lists every version of every plugin of `tenant`, by name and version.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn list_plugins(&self, tenant: &Tenant) -> Result<Vec<PluginEntry>, CatalogError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM sandtable.plugins WHERE tenant_id = $1 \
+             ORDER BY name, version"
+        ))
+        .bind(tenant.id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Finds the version a reference names: the latest when it names none.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CatalogError::PluginNotFound`] with the versions that do
+    /// exist, or [`CatalogError::AmbiguousReference`] for a sha256 prefix
+    /// that matches several.
+    pub async fn find_plugin(
+        &self,
+        tenant: &Tenant,
+        reference: &PluginRef,
+    ) -> Result<PluginEntry, CatalogError> {
+        let versions = self.versions_of(tenant, &reference.name).await?;
+        let matching: Vec<&PluginEntry> = match &reference.selector {
+            None => versions.last().into_iter().collect(),
+            Some(VersionSelector::Version(version)) => {
+                versions.iter().filter(|e| e.version == *version).collect()
+            }
+            Some(VersionSelector::Sha256Prefix(prefix)) => versions
+                .iter()
+                .filter(|e| e.sha256.starts_with(prefix))
+                .collect(),
+        };
+        match matching.as_slice() {
+            [entry] => Ok((*entry).clone()),
+            [] => Err(CatalogError::PluginNotFound {
+                reference: reference.to_string(),
+                hint: if versions.is_empty() {
+                    "; `sandtable plugin list` shows the stored plugins".to_owned()
+                } else {
+                    format!(
+                        "; stored versions are {}",
+                        versions
+                            .iter()
+                            .map(|e| e.version.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+            }),
+            several => Err(CatalogError::AmbiguousReference {
+                reference: reference.to_string(),
+                name: reference.name.clone(),
+                versions: several
+                    .iter()
+                    .map(|e| e.version.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    async fn versions_of(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+    ) -> Result<Vec<PluginEntry>, CatalogError> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            entry_columns!(),
+            " FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 \
+             ORDER BY version"
+        ))
+        .bind(tenant.id)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(entry_from_row).collect()
+    }
+
+    /// Returns the component bytes of one version.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does or the version is gone.
+    pub async fn plugin_component(
+        &self,
+        tenant: &Tenant,
+        entry: &PluginEntry,
+    ) -> Result<Vec<u8>, CatalogError> {
+        let row: Option<(Vec<u8>,)> = sqlx::query_as(
+            "SELECT component FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
+        )
+        .bind(tenant.id)
+        .bind(&entry.name)
+        .bind(entry.version)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(bytes,)| bytes)
+            .ok_or_else(|| CatalogError::PluginNotFound {
+                reference: entry.reference(),
+                hint: String::new(),
+            })
+    }
+
+    /// Removes the version a reference names, or with `all_versions` every
+    /// version of the name. Returns what was removed.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CatalogError::PluginNotFound`] when nothing matches.
+    pub async fn remove_plugin(
+        &self,
+        tenant: &Tenant,
+        reference: &PluginRef,
+        all_versions: bool,
+    ) -> Result<Vec<PluginEntry>, CatalogError> {
+        let removed = if all_versions {
+            let versions = self.versions_of(tenant, &reference.name).await?;
+            if versions.is_empty() {
+                return Err(CatalogError::PluginNotFound {
+                    reference: reference.to_string(),
+                    hint: "; `sandtable plugin list` shows the stored plugins".to_owned(),
+                });
+            }
+            sqlx::query("DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant.id)
+                .bind(&reference.name)
+                .execute(&self.pool)
+                .await?;
+            versions
+        } else {
+            let entry = self.find_plugin(tenant, reference).await?;
+            sqlx::query(
+                "DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
+            )
+            .bind(tenant.id)
+            .bind(&entry.name)
+            .bind(entry.version)
+            .execute(&self.pool)
+            .await?;
+            vec![entry]
+        };
+        // TODO: refuse to remove a version that a computed column or a
+        // snapshot uses, once tables exist.
+        for entry in &removed {
+            tracing::info!(
+                target: "sandtable::catalog",
+                tenant = %tenant.name,
+                plugin = %entry.name,
+                version = entry.version,
+                "plugin removed"
+            );
+        }
+        Ok(removed)
+    }
+
+    /// Grants plugin `plugin` (all its versions) the host directory
+    /// `host_path`, mounted read-only at `guest_path`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn grant_directory(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+        grant: &DirectoryGrant,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO sandtable.plugin_directories (tenant_id, plugin, guest_path, host_path) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant_id, plugin, guest_path) DO UPDATE SET host_path = excluded.host_path",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .bind(&grant.guest_path)
+        .bind(grant.host_path.to_string_lossy().as_ref())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes a directory grant; returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn revoke_directory(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+        guest_path: &str,
+    ) -> Result<bool, CatalogError> {
+        let done = sqlx::query(
+            "DELETE FROM sandtable.plugin_directories WHERE tenant_id = $1 AND plugin = $2 AND guest_path = $3",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .bind(guest_path)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The directories granted to `plugin`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn directories(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+    ) -> Result<Vec<DirectoryGrant>, CatalogError> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT guest_path, host_path FROM sandtable.plugin_directories \
+             WHERE tenant_id = $1 AND plugin = $2 ORDER BY guest_path",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(guest_path, host_path)| DirectoryGrant {
+                guest_path,
+                host_path: PathBuf::from(host_path),
+            })
+            .collect())
+    }
+
+    /// Loads the version a reference names into `engine`, with the call
+    /// context that names it and its granted directories.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the reference matches nothing or the stored component no
+    /// longer loads.
+    pub async fn load_plugin(
+        &self,
+        engine: &UdfEngine,
+        tenant: &Tenant,
+        reference: &PluginRef,
+    ) -> Result<(PluginEntry, LoadedPlugin, CallContext), CatalogError> {
+        let entry = self.find_plugin(tenant, reference).await?;
+        let bytes = self.plugin_component(tenant, &entry).await?;
+        let directories = self.directories(tenant, &entry.name).await?;
+        let engine = engine.clone();
+        let plugin = tokio::task::spawn_blocking(move || engine.load(&bytes))
+            .await
+            .expect("the plugin load task does not panic")
+            .map_err(|source| CatalogError::Load {
+                reference: entry.reference(),
+                source,
+            })?;
+        let context = CallContext {
+            tenant: tenant.name.clone(),
+            plugin: entry.name.clone(),
+            version: entry.version,
+            directories,
+        };
+        Ok((entry, plugin, context))
+    }
+}

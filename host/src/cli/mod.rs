@@ -1,0 +1,102 @@
+//! The `sandtable` command line: a thin layer over the library.
+
+mod plugin;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::catalog::{Catalog, DEFAULT_TENANT, Tenant};
+use crate::pg::{self, DatabaseConfig, cli::DbCommand};
+use crate::sandbox::{EngineConfig, UdfEngine};
+use crate::telemetry::{self, LogFormat};
+
+/// Sandtable: Postgres tables whose computed columns are filled by sandboxed
+/// WebAssembly UDFs.
+#[derive(Debug, Parser)]
+#[command(name = "sandtable", version, about)]
+pub struct Cli {
+    /// How log records on standard error are printed.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the embedded PostgreSQL cluster.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Add, inspect, call and remove plugins.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+}
+
+/// Parses the command line, runs the command, and returns the exit code:
+/// 0 on success, 1 on failure, 2 for a usage error.
+pub async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = DatabaseConfig::from_env()?;
+    match cli.command {
+        Command::Db(command) => pg::cli::run(command, &config).await,
+        Command::Plugin(command) => plugin::run(command, &Env::new(config)).await,
+    }
+}
+
+/// What commands share: the database configuration and a lazily opened
+/// engine and catalog.
+pub(crate) struct Env {
+    config: DatabaseConfig,
+}
+
+impl Env {
+    fn new(config: DatabaseConfig) -> Self {
+        Env { config }
+    }
+
+    /// The directory of the compiled-component cache.
+    fn cache_dir(&self) -> PathBuf {
+        self.config.home.join("cache").join("compiled")
+    }
+
+    /// Creates the sandbox engine.
+    fn engine(&self) -> anyhow::Result<UdfEngine> {
+        let config = EngineConfig {
+            cache_dir: Some(self.cache_dir()),
+            ..EngineConfig::default()
+        };
+        Ok(UdfEngine::new(config)?)
+    }
+
+    /// Connects to the database and opens the catalog for the default
+    /// tenant.
+    async fn catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {
+        let pool = pg::connect(&self.config).await?;
+        let catalog = Catalog::open(pool).await?;
+        let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+        Ok((catalog, tenant))
+    }
+}
+
+/// Starts a table for terminal output with the given header.
+pub(crate) fn table<const N: usize>(header: [&str; N]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header);
+    table
+}

@@ -1,0 +1,585 @@
+//! `sandtable plugin ...`: add, list, show, remove, check, grant and call.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::Env;
+use crate::catalog::{PluginEntry, PluginRef};
+use crate::sandbox::{
+    BatchOutput, CallContext, Column, DataType, Description, DirectoryGrant, Function, LimitPolicy,
+    LoadedPlugin, UdfEngine, check_name,
+};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Validate a component, store it in the catalog, and print its version.
+    Add {
+        /// The component file (`.wasm`).
+        file: PathBuf,
+        /// The catalog name; by default the name the plugin describes itself with.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every stored version of every plugin.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one version: functions, effective limits, capabilities and grants.
+    Show {
+        /// `NAME`, `NAME@VERSION` or `NAME@SHA256-PREFIX`; the latest version by default.
+        reference: String,
+        /// Print the details as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove one version, or every version with `--all-versions`.
+    Remove {
+        /// `NAME@VERSION`, `NAME@SHA256-PREFIX`, or `NAME` with `--all-versions`.
+        reference: String,
+        /// Remove every version of the name.
+        #[arg(long)]
+        all_versions: bool,
+    },
+    /// Validate a component without storing it, and print its functions and limits.
+    Check {
+        /// The component file (`.wasm`).
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant a plugin (all its versions) a host directory, mounted read-only.
+    Grant {
+        /// The plugin's catalog name.
+        name: String,
+        /// `GUEST=HOST`: the guest path the plugin reads, such as `/model`, and the host directory.
+        #[arg(long, value_name = "GUEST=HOST")]
+        dir: String,
+    },
+    /// Revoke a directory grant.
+    Revoke {
+        /// The plugin's catalog name.
+        name: String,
+        /// The guest path of the grant, such as `/model`.
+        #[arg(long, value_name = "GUEST")]
+        dir: String,
+    },
+    /// Run one batch through a function under the usual limits, and print the
+    /// results, per-row errors and timing records.
+    Call {
+        /// `NAME[@VERSION].FUNCTION`, such as `text.upper`.
+        target: String,
+        /// One argument of a one-row call, in parameter order. A string
+        /// parameter takes the text as it is; other types take JSON (`42`,
+        /// `true`, `[0.5, 1]`, `null`).
+        #[arg(long = "arg", value_name = "VALUE", conflicts_with = "input")]
+        args: Vec<String>,
+        /// A JSON Lines file of rows: each line an array of arguments in
+        /// parameter order, or an object keyed by parameter name.
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub(crate) async fn run(command: PluginCommand, env: &Env) -> anyhow::Result<()> {
+    match command {
+        PluginCommand::Add { file, name, json } => add(env, &file, name, json).await,
+        PluginCommand::List { json } => list(env, json).await,
+        PluginCommand::Show { reference, json } => show(env, &reference, json).await,
+        PluginCommand::Remove {
+            reference,
+            all_versions,
+        } => remove(env, &reference, all_versions).await,
+        PluginCommand::Check { file, json } => check(env, &file, json).await,
+        PluginCommand::Grant { name, dir } => grant(env, &name, &dir).await,
+        PluginCommand::Revoke { name, dir } => revoke(env, &name, &dir).await,
+        PluginCommand::Call {
+            target,
+            args,
+            input,
+            json,
+        } => call(env, &target, &args, input.as_deref(), json).await,
+    }
+}
+
+/// Reads a component file, refusing one over the engine's size cap before
+/// reading it.
+fn read_component(engine: &UdfEngine, file: &Path) -> anyhow::Result<Vec<u8>> {
+    let metadata =
+        std::fs::metadata(file).with_context(|| format!("cannot read `{}`", file.display()))?;
+    let max = engine.config().max_component_bytes;
+    if metadata.len() > max as u64 {
+        bail!(
+            "`{}` is {} bytes, over the maximum component size of {max} bytes",
+            file.display(),
+            metadata.len()
+        );
+    }
+    std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))
+}
+
+async fn load_file(engine: &UdfEngine, file: &Path) -> anyhow::Result<(Vec<u8>, LoadedPlugin)> {
+    let bytes = read_component(engine, file)?;
+    let engine = engine.clone();
+    let (bytes, loaded) = tokio::task::spawn_blocking(move || {
+        let loaded = engine.load(&bytes);
+        (bytes, loaded)
+    })
+    .await?;
+    let plugin = loaded.with_context(|| format!("cannot load `{}`", file.display()))?;
+    Ok((bytes, plugin))
+}
+
+async fn add(env: &Env, file: &Path, name: Option<String>, json: bool) -> anyhow::Result<()> {
+    if let Some(name) = &name {
+        check_name("plugin name", name).map_err(anyhow::Error::msg)?;
+    }
+    let engine = env.engine()?;
+    let (bytes, plugin) = load_file(&engine, file).await?;
+    let name = name.unwrap_or_else(|| plugin.description().name.clone());
+    let (catalog, tenant) = env.catalog().await?;
+    let added = catalog.add_plugin(&tenant, &name, &bytes, &plugin).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&added)?);
+    } else if added.created {
+        println!(
+            "added {} ({} {}, sha256 {}, {} functions)",
+            added.entry.reference(),
+            plugin.description().name,
+            added.entry.plugin_version,
+            &added.entry.sha256[..12],
+            plugin.description().functions.len()
+        );
+    } else {
+        println!(
+            "{} already holds this component (sha256 {}); nothing added",
+            added.entry.reference(),
+            &added.entry.sha256[..12]
+        );
+    }
+    Ok(())
+}
+
+async fn list(env: &Env, json: bool) -> anyhow::Result<()> {
+    let (catalog, tenant) = env.catalog().await?;
+    let entries = catalog.list_plugins(&tenant).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entries)?);
+        return Ok(());
+    }
+    if entries.is_empty() {
+        println!("no plugins; add one with `sandtable plugin add FILE`");
+        return Ok(());
+    }
+    let mut table = super::table([
+        "NAME",
+        "VERSION",
+        "PLUGIN VERSION",
+        "SHA256",
+        "SIZE",
+        "FUNCTIONS",
+        "ADDED",
+    ]);
+    for entry in &entries {
+        table.add_row([
+            entry.name.clone(),
+            entry.version.to_string(),
+            entry.plugin_version.clone(),
+            entry.sha256[..12].to_owned(),
+            entry.size_bytes.to_string(),
+            entry.description.functions.len().to_string(),
+            entry.added_at.clone(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
+    let reference: PluginRef = reference.parse()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let entry = catalog.find_plugin(&tenant, &reference).await?;
+    let directories = catalog.directories(&tenant, &entry.name).await?;
+    let policy = LimitPolicy::default();
+    if json {
+        let value = json!({
+            "entry": entry,
+            "effective_limits": effective_limits(&entry.description, &policy),
+            "directories": directories,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!("{}", entry.reference());
+    println!(
+        "  plugin:   {} {}",
+        entry.description.name, entry.plugin_version
+    );
+    println!("  sha256:   {}", entry.sha256);
+    println!("  size:     {} bytes", entry.size_bytes);
+    println!("  added:    {}", entry.added_at);
+    print_description(&entry.description, &policy);
+    print_grants(&entry.description, &directories);
+    Ok(())
+}
+
+fn effective_limits(description: &Description, policy: &LimitPolicy) -> Value {
+    description
+        .functions
+        .iter()
+        .map(|function| {
+            (
+                function.name.clone(),
+                json!(policy.effective(&function.limits)),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn signature(function: &Function) -> String {
+    let params: Vec<String> = function
+        .params
+        .iter()
+        .map(|param| format!("{}: {}", param.name, param.type_))
+        .collect();
+    format!(
+        "{}({}) -> {}",
+        function.name,
+        params.join(", "),
+        function.returns
+    )
+}
+
+fn print_description(description: &Description, policy: &LimitPolicy) {
+    let mut table = super::table([
+        "FUNCTION", "BATCH", "NULLS", "POOL", "FUEL/ROW", "MEMORY", "DEADLINE", "OUTPUT",
+    ]);
+    for function in &description.functions {
+        let limits = policy.effective(&function.limits);
+        table.add_row([
+            signature(function),
+            function.batch_size.to_string(),
+            if function.takes_nulls {
+                "takes"
+            } else {
+                "strict"
+            }
+            .to_owned(),
+            function.pool.clone().unwrap_or_else(|| "-".into()),
+            limits.fuel_per_row.to_string(),
+            format!("{} MiB", limits.memory_bytes >> 20),
+            format!("{} ms", limits.deadline.as_millis()),
+            format!("{} MiB", limits.output_bytes >> 20),
+        ]);
+    }
+    println!("{table}");
+    let capabilities = &description.capabilities;
+    if capabilities.warm_instance {
+        println!("  keeps a warm instance between calls");
+    }
+    if !capabilities.outbound_hosts.is_empty() {
+        println!(
+            "  requests outbound hosts: {}",
+            capabilities.outbound_hosts.join(", ")
+        );
+    }
+}
+
+fn print_grants(description: &Description, directories: &[DirectoryGrant]) {
+    for path in &description.capabilities.directories {
+        match directories.iter().find(|grant| &grant.guest_path == path) {
+            Some(grant) => println!("  directory {path}: granted {}", grant.host_path.display()),
+            None => println!(
+                "  directory {path}: not granted; grant it with `sandtable plugin grant {} --dir {path}=HOST_DIR`",
+                description.name
+            ),
+        }
+    }
+}
+
+async fn remove(env: &Env, reference: &str, all_versions: bool) -> anyhow::Result<()> {
+    let reference: PluginRef = reference.parse()?;
+    if reference.selector.is_none() && !all_versions {
+        bail!(
+            "`{reference}` names no version: give one (`{reference}@1`) or pass `--all-versions` \
+             to remove every version"
+        );
+    }
+    let (catalog, tenant) = env.catalog().await?;
+    let removed = catalog
+        .remove_plugin(&tenant, &reference, all_versions)
+        .await?;
+    for entry in removed {
+        println!("removed {}", entry.reference());
+    }
+    Ok(())
+}
+
+async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
+    let engine = env.engine()?;
+    let (_, plugin) = load_file(&engine, file).await?;
+    let description = plugin.description();
+    let policy = &engine.config().policy;
+    if json {
+        let value = json!({
+            "sha256": plugin.sha256(),
+            "size_bytes": plugin.size_bytes(),
+            "description": description,
+            "effective_limits": effective_limits(description, policy),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "{}: valid plugin {} {} (sha256 {}, {} bytes)",
+        file.display(),
+        description.name,
+        description.version,
+        &plugin.sha256()[..12],
+        plugin.size_bytes()
+    );
+    print_description(description, policy);
+    Ok(())
+}
+
+async fn grant(env: &Env, name: &str, dir: &str) -> anyhow::Result<()> {
+    check_name("plugin name", name).map_err(anyhow::Error::msg)?;
+    let Some((guest, host)) = dir.split_once('=') else {
+        bail!("`--dir {dir}` must be `GUEST=HOST`, such as `/model=/srv/models/minilm`");
+    };
+    if !guest.starts_with('/') || guest.split('/').any(|part| part == "..") {
+        bail!("guest path `{guest}` must be absolute and without `..`, such as `/model`");
+    }
+    let host_path = std::fs::canonicalize(host)
+        .with_context(|| format!("host directory `{host}` cannot be opened"))?;
+    if !host_path.is_dir() {
+        bail!("`{}` is not a directory", host_path.display());
+    }
+    let (catalog, tenant) = env.catalog().await?;
+    let grant = DirectoryGrant {
+        guest_path: guest.to_owned(),
+        host_path,
+    };
+    catalog.grant_directory(&tenant, name, &grant).await?;
+    println!(
+        "granted `{name}` {} read-only at {guest}",
+        grant.host_path.display()
+    );
+    Ok(())
+}
+
+async fn revoke(env: &Env, name: &str, guest: &str) -> anyhow::Result<()> {
+    let (catalog, tenant) = env.catalog().await?;
+    if !catalog.revoke_directory(&tenant, name, guest).await? {
+        bail!("plugin `{name}` has no directory granted at `{guest}`");
+    }
+    println!("revoked `{name}` directory {guest}");
+    Ok(())
+}
+
+async fn call(
+    env: &Env,
+    target: &str,
+    args: &[String],
+    input: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some((reference, function_name)) = target.rsplit_once('.') else {
+        bail!("`{target}` must be `PLUGIN.FUNCTION`, such as `text.upper`");
+    };
+    let reference: PluginRef = reference.parse()?;
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let (entry, plugin, context) = catalog.load_plugin(&engine, &tenant, &reference).await?;
+    let Some(function) = plugin.function(function_name).cloned() else {
+        bail!(
+            "plugin `{}` has no function `{function_name}`; it has {}",
+            entry.reference(),
+            plugin
+                .description()
+                .functions
+                .iter()
+                .map(signature)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let rows = match input {
+        Some(file) => read_input_rows(file, &function)?,
+        None => vec![parse_arg_row(&function, args)?],
+    };
+    let columns = columns_for(&function, &rows)?;
+    let row_count = rows.len();
+    let output = run_batch(&engine, &plugin, &context, &function, columns, row_count).await?;
+    print_call(&entry, &function, &output, json)
+}
+
+/// Runs the rows as one batch on a thread for blocking work.
+async fn run_batch(
+    engine: &UdfEngine,
+    plugin: &LoadedPlugin,
+    context: &CallContext,
+    function: &Function,
+    columns: Vec<Column>,
+    rows: usize,
+) -> anyhow::Result<BatchOutput> {
+    let engine = engine.clone();
+    let plugin = plugin.clone();
+    let context = context.clone();
+    let name = function.name.clone();
+    let output =
+        tokio::task::spawn_blocking(move || engine.call(&plugin, &context, &name, &columns, rows))
+            .await??;
+    Ok(output)
+}
+
+fn parse_arg_row(function: &Function, args: &[String]) -> anyhow::Result<Vec<Value>> {
+    if args.len() != function.params.len() {
+        bail!(
+            "`{}` takes {} arguments, but {} `--arg` were given",
+            signature(function),
+            function.params.len(),
+            args.len()
+        );
+    }
+    function
+        .params
+        .iter()
+        .zip(args)
+        .map(|(param, text)| match param.type_ {
+            DataType::String => Ok(Value::String(text.clone())),
+            _ => serde_json::from_str(text).with_context(|| {
+                format!(
+                    "`--arg {text}` for `{}: {}` is not JSON; write it as JSON, such as `42` or `[1, 2]`",
+                    param.name, param.type_
+                )
+            }),
+        })
+        .collect()
+}
+
+fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<Value>>> {
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?,
+    );
+    let mut rows = Vec::new();
+    for (index, line) in reader.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.with_context(|| format!("cannot read `{}`", file.display()))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(&line)
+            .with_context(|| format!("`{}` line {line_number} is not JSON", file.display()))?;
+        let row = match value {
+            Value::Array(items) => items,
+            Value::Object(mut object) => function
+                .params
+                .iter()
+                .map(|param| object.remove(&param.name).unwrap_or(Value::Null))
+                .collect(),
+            other if function.params.len() == 1 => vec![other],
+            _ => bail!(
+                "`{}` line {line_number} must be an array of {} arguments or an object keyed by parameter name",
+                file.display(),
+                function.params.len()
+            ),
+        };
+        if row.len() != function.params.len() {
+            bail!(
+                "`{}` line {line_number} has {} arguments; `{}` takes {}",
+                file.display(),
+                row.len(),
+                signature(function),
+                function.params.len()
+            );
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn columns_for(function: &Function, rows: &[Vec<Value>]) -> anyhow::Result<Vec<Column>> {
+    function
+        .params
+        .iter()
+        .enumerate()
+        .map(|(index, param)| {
+            let values: Vec<Value> = rows.iter().map(|row| row[index].clone()).collect();
+            Column::from_json(&param.type_, &values).map_err(|error| {
+                anyhow::anyhow!("argument `{}: {}`: {error}", param.name, param.type_)
+            })
+        })
+        .collect()
+}
+
+fn print_call(
+    entry: &PluginEntry,
+    function: &Function,
+    output: &BatchOutput,
+    json: bool,
+) -> anyhow::Result<()> {
+    let rows: Vec<Value> = (0..output.column.len())
+        .map(|row| {
+            let error = output.errors.iter().find(|error| error.row == row);
+            json!({
+                "row": row,
+                "value": output.column.json_at(row),
+                "error_type": error.map(|e| e.class.as_str()),
+                "error": error.map(|e| e.message.as_str()),
+            })
+        })
+        .collect();
+    if json {
+        let value = json!({
+            "plugin": entry.reference(),
+            "function": function.name,
+            "rows": rows,
+            "records": output.records,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let mut table = super::table(["ROW", "VALUE", "ERROR"]);
+    for row in &rows {
+        let error = match (row["error_type"].as_str(), row["error"].as_str()) {
+            (Some(class), Some(message)) => format!("{class}: {message}"),
+            _ => String::new(),
+        };
+        table.add_row([row["row"].to_string(), row["value"].to_string(), error]);
+    }
+    println!("{table}");
+    for record in &output.records {
+        println!(
+            "call {}: {} rows, {} bytes in, {} bytes out, instantiate {} us, guest {} us, fuel {}, \
+             memory peak {} bytes, cache hit {}, outcome {}",
+            record.attempt,
+            record.rows,
+            record.bytes_in,
+            record.bytes_out,
+            record.instantiate_us,
+            record.guest_us,
+            record.fuel_used,
+            record.memory_peak_bytes,
+            record.cache_hit,
+            record.outcome
+        );
+    }
+    if output.records.is_empty() {
+        println!("no guest call was made: every row had a null argument of a strict function");
+    }
+    Ok(())
+}

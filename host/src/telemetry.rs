@@ -1,0 +1,33 @@
+//! Tracing set-up for the binary.
+
+use tracing_subscriber::EnvFilter;
+
+/// How log records are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, for log aggregation.
+    Json,
+}
+
+/// Installs a global subscriber that writes to standard error.
+///
+/// `SANDTABLE_LOG` (an `EnvFilter` directive such as `sandtable=debug`)
+/// chooses what is printed. Without it, text output shows warnings and JSON
+/// output shows information records, timing records among them.
+pub fn init(format: LogFormat) {
+    let default = match format {
+        LogFormat::Text => "warn",
+        LogFormat::Json => "info",
+    };
+    let filter =
+        EnvFilter::try_from_env("SANDTABLE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
