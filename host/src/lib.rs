@@ -1,4 +1,15 @@
 //! Sandtable's host: Postgres tables whose computed columns are filled by
 //! sandboxed WebAssembly UDF plugins.
+//!
+//! - [`sandbox`] loads plugins and runs batches under fuel, memory and
+//!   wall-clock limits.
+//! - [`catalog`] stores tenants and plugins in Postgres.
+//! - [`pg`] reaches Postgres: a server from `DATABASE_URL`, or the embedded
+//!   cluster under the data directory.
+//! - [`cli`] is the `sandtable` command, a thin layer over the rest.
 
+pub mod catalog;
+pub mod cli;
+pub mod pg;
 pub mod sandbox;
+pub mod telemetry;

@@ -16,8 +16,8 @@ use crate::sandbox::LoadError;
 /// The tenant that owns everything until tenants are added.
 pub const DEFAULT_TENANT: &str = "default";
 
-/// The catalog's migrations, embedded in the binary.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema of the catalog tables and of the migrations' own bookkeeping.
+pub const CATALOG_SCHEMA: &str = "sandtable";
 
 /// A failure of a catalog operation.
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +95,13 @@ impl Catalog {
     ///
     /// Fails when the database cannot be reached or a migration fails.
     pub async fn open(pool: PgPool) -> Result<Self, CatalogError> {
-        MIGRATOR.run(&pool).await?;
+        // The bookkeeping table is named with its schema: left to the search
+        // path, `"$user"` would resolve to this schema once it exists when
+        // the role is named `sandtable`, and the migrations would run again.
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.create_schema(CATALOG_SCHEMA);
+        migrator.dangerous_set_table_name(format!("{CATALOG_SCHEMA}._sqlx_migrations"));
+        migrator.run(&pool).await?;
         Ok(Catalog { pool })
     }
 

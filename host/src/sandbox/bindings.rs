@@ -21,5 +21,9 @@ pub const UDF_INTERFACE: &str = "sandtable:udf/udf@0.1.0";
 /// The name of the optional interface with a plugin's `init` export.
 pub const LIFECYCLE_INTERFACE: &str = "sandtable:udf/lifecycle@0.1.0";
 
+/// The name of the interface of shared types, which plugins import for its
+/// types alone.
+pub const TYPES_INTERFACE: &str = "sandtable:udf/types@0.1.0";
+
 /// The name of the host's log interface.
 pub const LOG_INTERFACE: &str = "sandtable:udf/log@0.1.0";

@@ -294,7 +294,7 @@ impl UdfEngine {
             rows as u32,
         );
         record.guest_us = guest_started.elapsed().as_micros() as u64;
-        record.fuel_used += fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        record.fuel_used += fuel_used(store, fuel);
 
         let outcome = match returned {
             Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
@@ -332,10 +332,16 @@ impl UdfEngine {
         fuel: u64,
         deadline: Duration,
     ) -> Result<(), String> {
-        store
-            .set_fuel(fuel)
-            .map_err(|error| format!("could not set fuel: {error}"))?;
-        let tick = self.inner.config.epoch_tick.as_nanos().max(1);
+        let config = &self.inner.config;
+        if config.fuel {
+            store
+                .set_fuel(fuel)
+                .map_err(|error| format!("could not set fuel: {error}"))?;
+        }
+        if !config.epochs {
+            return Ok(());
+        }
+        let tick = config.epoch_tick.as_nanos().max(1);
         let ticks = deadline.as_nanos().div_ceil(tick) as u64;
         store.set_epoch_deadline(ticks.max(1));
         store.epoch_deadline_trap();
@@ -393,9 +399,7 @@ impl UdfEngine {
                     Setup::Host(format!("`init` has the wrong signature: {error:#}"))
                 })?;
             let returned = func.call(&mut store, ());
-            record.fuel_used += setup
-                .fuel_per_row
-                .saturating_sub(store.get_fuel().unwrap_or(0));
+            record.fuel_used += fuel_used(&store, setup.fuel_per_row);
             match returned {
                 Ok((Ok(()),)) => {}
                 Ok((Err(message),)) => {
@@ -418,6 +422,11 @@ impl UdfEngine {
             last_used: Instant::now(),
         })
     }
+}
+
+/// The fuel a store used out of `given`; 0 when fuel is off.
+fn fuel_used(store: &Store<StoreState>, given: u64) -> u64 {
+    store.get_fuel().map_or(0, |left| given.saturating_sub(left))
 }
 
 enum Setup {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, UDF_INTERFACE};
+use super::bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, TYPES_INTERFACE, UDF_INTERFACE};
 use super::cache::{CompiledCache, Lookup};
 use super::limits::{LimitPolicy, MAX_CORE_INSTANCES};
 use super::state::{self, StoreState};
@@ -69,6 +69,12 @@ pub struct EngineConfig {
     pub max_component_bytes: usize,
     /// The longest a compile may take.
     pub max_compile_time: Duration,
+    /// Whether calls are metered with fuel. Turning it off removes the fuel
+    /// limit; it exists to measure what metering costs.
+    pub fuel: bool,
+    /// Whether calls are interrupted at their deadline. Turning it off
+    /// removes the deadline; it exists to measure what epochs cost.
+    pub epochs: bool,
 }
 
 impl Default for EngineConfig {
@@ -84,6 +90,8 @@ impl Default for EngineConfig {
             max_wasm_stack: DEFAULT_MAX_WASM_STACK,
             max_component_bytes: DEFAULT_MAX_COMPONENT_BYTES,
             max_compile_time: DEFAULT_MAX_COMPILE_TIME,
+            fuel: true,
+            epochs: true,
         }
     }
 }
@@ -229,7 +237,13 @@ impl UdfEngine {
                 ),
             }
         }
-        let component = compile_with_timeout(engine, bytes, self.inner.config.max_compile_time)?;
+        let config = &self.inner.config;
+        let component = compile_with_timeout(
+            engine,
+            bytes,
+            config.max_compile_time,
+            config.policy.max_memory_bytes,
+        )?;
         if let Some(cache) = &self.inner.cache {
             cache.put(sha256, &component);
         }
@@ -253,8 +267,8 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .table_elements(super::limits::MAX_TABLE_ELEMENTS);
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
-        .consume_fuel(true)
-        .epoch_interruption(true)
+        .consume_fuel(config.fuel)
+        .epoch_interruption(config.epochs)
         .max_wasm_stack(config.max_wasm_stack)
         .parallel_compilation(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
@@ -295,6 +309,7 @@ fn compile_with_timeout(
     engine: &Engine,
     bytes: &[u8],
     max: Duration,
+    max_memory: u64,
 ) -> Result<Component, LoadError> {
     let (sender, receiver) = std::sync::mpsc::channel();
     let engine = engine.clone();
@@ -307,10 +322,32 @@ fn compile_with_timeout(
         .map_err(|error| LoadError::Engine(format!("could not start a compile thread: {error}")))?;
     match receiver.recv_timeout(max) {
         Ok(Ok(component)) => Ok(component),
-        Ok(Err(error)) => Err(LoadError::Invalid(format!("{error:#}"))),
+        Ok(Err(error)) => Err(compile_error(error, max_memory)),
         // NOTE: cranelift cannot be interrupted, so a compile past the cap
         // finishes on its thread and its result is dropped.
         Err(_) => Err(LoadError::CompileTimeout { max }),
+    }
+}
+
+/// Maps a compile error to a [`LoadError`].
+///
+/// NOTE: the pooling allocator rejects an initial memory larger than its
+/// slot while compiling, with only a message to show for it (wasmtime 48:
+/// "memory has a minimum byte size of N which exceeds the limit"), so that
+/// message is matched here.
+fn compile_error(error: wasmtime::Error, max_memory: u64) -> LoadError {
+    let message = format!("{error:#}");
+    let declared = message
+        .split("minimum byte size of ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|bytes| bytes.parse::<u64>().ok());
+    match declared {
+        Some(bytes) if message.contains("exceeds the limit") => LoadError::InitialMemoryTooLarge {
+            bytes,
+            max: max_memory,
+        },
+        _ => LoadError::Invalid(message),
     }
 }
 
@@ -318,6 +355,7 @@ fn check_imports_and_exports(engine: &Engine, component: &Component) -> Result<(
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let granted = name == LOG_INTERFACE
+            || name == TYPES_INTERFACE
             || GRANTED_WASI_IMPORTS
                 .iter()
                 .any(|prefix| name.starts_with(prefix));

@@ -34,7 +34,7 @@ mod record;
 mod state;
 mod warm;
 
-pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, UDF_INTERFACE, types};
+pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, types};
 pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
 pub use column::ColumnBuilder;
 pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION, check_name};
@@ -43,5 +43,8 @@ pub use error::{CallError, LoadError};
 pub use fault::{Fault, FaultClass};
 pub use limits::{EffectiveLimits, LimitPolicy};
 pub use record::{CallRecord, RECORD_TARGET};
-pub use state::DirectoryGrant;
+pub use state::{
+    DirectoryGrant, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS, MAX_LOG_FIELDS, MAX_LOG_MESSAGE_CHARS,
+    MAX_LOG_RECORDS_PER_CALL,
+};
 pub use types::{Column, DataType, Description, Function};

@@ -66,39 +66,31 @@ impl CallRecord {
         }
     }
 
-    /// Writes the record as a `tracing` event on [`RECORD_TARGET`], at DEBUG
-    /// when the call succeeded and INFO when it faulted.
+    /// Writes the record as an INFO `tracing` event on [`RECORD_TARGET`].
     pub fn emit(&self) {
-        macro_rules! event {
-            ($level:expr) => {
-                tracing::event!(
-                    target: RECORD_TARGET,
-                    $level,
-                    tenant = %self.tenant,
-                    plugin = %self.plugin,
-                    version = self.version,
-                    function = %self.function,
-                    rows = self.rows,
-                    bytes_in = self.bytes_in,
-                    bytes_out = self.bytes_out,
-                    queue_wait_us = self.queue_wait_us,
-                    instantiate_us = self.instantiate_us,
-                    guest_us = self.guest_us,
-                    fuel_used = self.fuel_used,
-                    memory_peak_bytes = self.memory_peak_bytes,
-                    cache_hit = self.cache_hit,
-                    warm = self.warm,
-                    attempt = self.attempt,
-                    outcome = %self.outcome,
-                    error = %self.error,
-                    "udf call"
-                )
-            };
-        }
-        if self.outcome == "ok" {
-            event!(tracing::Level::DEBUG);
-        } else {
-            event!(tracing::Level::INFO);
-        }
+        tracing::info!(
+            target: RECORD_TARGET,
+            tenant = %self.tenant,
+            plugin = %self.plugin,
+            version = self.version,
+            function = %self.function,
+            rows = self.rows,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            queue_wait_us = self.queue_wait_us,
+            instantiate_us = self.instantiate_us,
+            guest_us = self.guest_us,
+            fuel_used = self.fuel_used,
+            memory_peak_bytes = self.memory_peak_bytes,
+            cache_hit = self.cache_hit,
+            warm = self.warm,
+            attempt = self.attempt,
+            outcome = %self.outcome,
+            error = %self.error,
+            "udf call"
+        );
+        // TODO: fold records into per-function aggregates (calls, rows,
+        // faults by class, latency histogram) and write them to
+        // `sandtable.function_stats` each minute.
     }
 }

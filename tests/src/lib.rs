@@ -1,0 +1,223 @@
+//! Shared harness for Sandtable's integration tests.
+//!
+//! [`fresh_database`] gives each test a new, uniquely named database with the
+//! `vector` extension, on the server from `DATABASE_URL`, or else on an
+//! embedded cluster under `target/test-pg` that all test binaries of a run
+//! share. The first test of a process starts that cluster; the cluster's
+//! lock keeps test binaries that run at once from both running initdb.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::Context;
+use sandtable::pg::EmbeddedCluster;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+
+/// The prefix of every test database's name, followed by the process id and
+/// a counter, such as `sandtable_test_4242_7`.
+pub const TEST_DATABASE_PREFIX: &str = "sandtable_test_";
+
+/// How many connections each test database's pool opens at most, so that
+/// parallel tests stay below the server's default `max_connections` of 100.
+const POOL_MAX_CONNECTIONS: u32 = 4;
+
+static SERVER: OnceCell<TestServer> = OnceCell::const_new();
+static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
+
+/// The server that test databases are created on.
+struct TestServer {
+    /// Options for a connection that may create and drop databases.
+    admin: PgConnectOptions,
+}
+
+/// Returns the root of the Cargo workspace.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate lies inside the workspace")
+        .to_owned()
+}
+
+/// Returns the `SANDTABLE_HOME` of the embedded cluster that tests share.
+pub fn test_cluster_home() -> PathBuf {
+    workspace_root().join("target").join("test-pg")
+}
+
+/// A database made for one test, dropped when this value is dropped.
+///
+/// Dropping terminates the database's remaining connections (`DROP DATABASE
+/// ... WITH (FORCE)`), so drop it only after the test is done with the pool.
+#[derive(Debug)]
+pub struct TestDb {
+    pool: PgPool,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    /// Returns a pool of connections to this database.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Returns the database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Returns options that connect to this database, for code under test
+    /// that builds its own pool.
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.admin.clone().database(&self.name)
+    }
+}
+
+impl Drop for TestDb {
+    /// Drops the database, best effort: a failure is printed, not raised.
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // A thread with a runtime of its own, since drop may run on the
+        // thread of a current-thread runtime that must not block on itself.
+        let outcome = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(drop_database(&admin, &name))
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("failed to drop test database `{}`: {error:#}", self.name),
+            Err(_) => eprintln!("failed to drop test database `{}`: the thread panicked", self.name),
+        }
+    }
+}
+
+/// Creates a new database with the `vector` extension and returns it with a
+/// pool.
+///
+/// # Errors
+///
+/// Fails when `DATABASE_URL` is invalid or its server unreachable, when the
+/// embedded cluster cannot start, or when the server refuses to create the
+/// database or the extension.
+pub async fn fresh_database() -> anyhow::Result<TestDb> {
+    let server = SERVER.get_or_try_init(start_server).await?;
+    let name = format!(
+        "{TEST_DATABASE_PREFIX}{}_{}",
+        std::process::id(),
+        NEXT_DATABASE.fetch_add(1, Ordering::Relaxed)
+    );
+
+    let mut admin = PgConnection::connect_with(&server.admin)
+        .await
+        .context("failed to connect to the test server")?;
+    // The name is made of the prefix and digits, so it needs no quoting.
+    sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .with_context(|| format!("failed to create test database `{name}`"))?;
+    let _ = admin.close().await;
+
+    let db = TestDb {
+        pool: PgPoolOptions::new()
+            .max_connections(POOL_MAX_CONNECTIONS)
+            .connect_lazy_with(server.admin.clone().database(&name)),
+        name,
+        admin: server.admin.clone(),
+    };
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+        .execute(db.pool())
+        .await
+        .with_context(|| {
+            format!(
+                "failed to create extension `vector` in `{}`; run `scripts/setup`, which \
+                 builds pgvector",
+                db.name()
+            )
+        })?;
+    Ok(db)
+}
+
+async fn start_server() -> anyhow::Result<TestServer> {
+    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+        let admin = url
+            .parse()
+            .context("invalid `DATABASE_URL`; expected `postgres://user:password@host/database`")?;
+        return Ok(TestServer { admin });
+    }
+
+    let home = test_cluster_home();
+    let report = EmbeddedCluster::new(&home)
+        .start()
+        .await
+        .with_context(|| format!("failed to start the test cluster in `{}`", home.display()))?;
+    let admin = report.status.connect_options().database("postgres");
+    drop_abandoned_databases(&admin).await?;
+    Ok(TestServer { admin })
+}
+
+/// Drops the test databases of processes that are gone, such as those of an
+/// interrupted run. Only the embedded cluster is cleaned, since the pids in
+/// the names of another server's databases may be of other machines.
+async fn drop_abandoned_databases(admin: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect_with(admin)
+        .await
+        .context("failed to connect to the test cluster")?;
+    let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database")
+        .fetch_all(&mut connection)
+        .await
+        .context("failed to list the test cluster's databases")?;
+    let _ = connection.close().await;
+
+    for name in names {
+        let Some(pid) = owner_pid(&name) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            drop_database(admin, &name).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Returns the process id in a test database's name, or `None` for any
+/// other name.
+fn owner_pid(name: &str) -> Option<u32> {
+    let (pid, counter) = name.strip_prefix(TEST_DATABASE_PREFIX)?.split_once('_')?;
+    counter.parse::<u32>().ok()?;
+    pid.parse().ok()
+}
+
+async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        owner_pid(name).is_some(),
+        "refusing to drop `{name}`, which is not a test database"
+    );
+    let mut connection = PgConnection::connect_with(admin).await?;
+    sqlx::query(AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .execute(&mut connection)
+    .await?;
+    let _ = connection.close().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_parses_test_names_only() {
+        assert_eq!(owner_pid("sandtable_test_4242_7"), Some(4242));
+        assert_eq!(owner_pid("sandtable_test_4242_x"), None);
+        assert_eq!(owner_pid("sandtable_test_4242"), None);
+        assert_eq!(owner_pid("sandtable"), None);
+        assert_eq!(owner_pid("postgres"), None);
+        assert_eq!(owner_pid("sandtable_test_1_2; DROP TABLE x"), None);
+    }
+}
