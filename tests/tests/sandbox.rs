@@ -243,10 +243,12 @@ fn timed_out_half_is_not_split_again() {
 
 #[test]
 fn memory_hog_fails_with_memory_limit_on_its_row_only() {
-    let output = call("hostile.wasm", "hog", &[ints(&[Some(1), Some(-1), Some(3)])]);
+    // Fuel to spare, so that the memory limit is what stops the guest.
+    let engine = tight_engine();
+    let output = call_in(engine, "hostile.wasm", "hog", &[ints(&[Some(1), Some(-1), Some(3)])]);
     assert_eq!(values(&output), [json!(1), Value::Null, json!(3)]);
     assert_eq!(classes(&output), [None, Some(FaultClass::MemoryLimit), None]);
-    assert_engine_still_serves(engine());
+    assert_engine_still_serves(engine);
 }
 
 #[test]
@@ -305,7 +307,7 @@ fn output_over_cap_is_invalid_output() {
 #[test]
 fn log_flood_is_capped_and_call_succeeds() {
     let events = capture_events(|| {
-        let output = call("hostile.wasm", "log_flood", &[ints(&[Some(2_000)])]);
+        let output = call_in(tight_engine(), "hostile.wasm", "log_flood", &[ints(&[Some(2_000)])]);
         assert_eq!(values(&output), [json!(2_000)]);
     });
     let guest: Vec<&Captured> = events.iter().filter(|e| e.target == "sandtable::guest").collect();
@@ -368,7 +370,7 @@ fn huge_initial_memory_is_rejected_at_load() {
 
 #[test]
 fn component_of_another_world_is_rejected() {
-    let error = engine().load(&plugin_bytes("not-a-udf.wasm")).unwrap_err();
+    let error = engine().load(&plugin_bytes("not_a_udf.wasm")).unwrap_err();
     let LoadError::WrongWorld { detail } = &error else {
         panic!("expected WrongWorld, got {error}");
     };
