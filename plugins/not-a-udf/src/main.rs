@@ -1,0 +1,5 @@
+//! A WASI command: a component of another world than `sandtable:udf/plugin`.
+
+fn main() {
+    println!("not a UDF plugin");
+}
