@@ -6,7 +6,8 @@ use std::process::Command;
 
 use super::Error;
 
-/// Where Debian and Ubuntu install one directory per PostgreSQL major version.
+/// The directory in which Debian and Ubuntu install one subdirectory per
+/// PostgreSQL major version.
 const DEBIAN_VERSIONS_DIR: &str = "/usr/lib/postgresql";
 
 const REQUIRED: [&str; 3] = ["initdb", "pg_ctl", "postgres"];

@@ -6,7 +6,7 @@ use super::{
     ClusterState, ClusterStatus, DATABASE_NAME, DatabaseConfig, EmbeddedCluster, SUPERUSER,
 };
 
-/// Manage the embedded PostgreSQL cluster that holds the catalog when
+/// Manage the embedded PostgreSQL cluster that stores the catalog when
 /// `DATABASE_URL` is unset.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DbCommand {

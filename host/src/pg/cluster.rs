@@ -36,7 +36,7 @@ const DYING_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many lines of the server log a start failure quotes.
 const LOG_TAIL_LINES: usize = 20;
 
-/// The file, inside the data directory, that holds the settings sandtable
+/// The file, inside the data directory, that contains the settings sandtable
 /// manages. `postgresql.conf` includes it; each start rewrites it.
 const SETTINGS_FILE: &str = "sandtable.conf";
 
@@ -70,7 +70,7 @@ pub struct ClusterStatus {
     pub state: ClusterState,
     /// The postmaster's process id, while it runs.
     pub pid: Option<u32>,
-    /// The directory that holds the data directory, log and lock file.
+    /// The directory that contains the data directory, log and lock file.
     pub cluster_dir: PathBuf,
     /// `<home>/pg`, when it is a symlink to a cluster directory elsewhere.
     pub linked_from: Option<PathBuf>,
@@ -85,7 +85,7 @@ pub struct ClusterStatus {
     pub server_user: Option<String>,
 }
 
-/// What [`EmbeddedCluster::start`] did.
+/// The outcome of [`EmbeddedCluster::start`].
 #[derive(Debug, Clone, Serialize)]
 pub struct StartReport {
     /// Whether this call ran initdb, creating the cluster.
@@ -123,7 +123,7 @@ impl EmbeddedCluster {
         EmbeddedCluster { home: home.into() }
     }
 
-    /// Returns sandtable's data directory that holds this cluster.
+    /// Returns sandtable's data directory, which contains this cluster.
     pub fn home(&self) -> &Path {
         &self.home
     }
@@ -138,10 +138,10 @@ impl EmbeddedCluster {
     ///
     /// # Errors
     ///
-    /// Fails when the server programs are missing, when a directory cannot
-    /// be created or belongs to another user, when initdb or pg_ctl fail
-    /// (the error quotes the server log), or when another process holds the
-    /// cluster's lock for over five minutes.
+    /// Fails when the server programs are missing, or when a directory
+    /// cannot be created or belongs to another user. Also fails when initdb
+    /// or pg_ctl fail, and the error then quotes the server log, or when
+    /// another process holds the cluster's lock for over five minutes.
     pub async fn start(&self) -> Result<StartReport, Error> {
         let result = self.start_locked().await;
         if let Err(error) = &result {
@@ -434,7 +434,7 @@ fn quote_setting(value: &str) -> String {
 /// [`ORPHAN_TIMEOUT`], for them to exit. It then removes the stale
 /// `postmaster.pid` and socket lock file, which PostgreSQL would otherwise
 /// take for a live server while the dead postmaster is an unreaped zombie
-/// that still holds its pid.
+/// that keeps its pid.
 async fn clear_crashed_server(layout: &Layout) -> Result<(), Error> {
     let data_dir = layout.data_dir();
     let Some(stale) = PostmasterPid::read(&data_dir)? else {
@@ -606,7 +606,7 @@ mod tests {
     }
 
     #[test]
-    fn version_of_empty_data_dir_is_none_and_removes_it() {
+    fn version_of_empty_data_dir_removes_it() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().join("data");
         fs::create_dir(&data_dir).unwrap();

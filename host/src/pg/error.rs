@@ -22,7 +22,7 @@ pub enum Error {
     /// A file system operation on a path failed.
     #[error("failed to {operation} `{}`", path.display())]
     Io {
-        /// What was being done, such as "create directory".
+        /// The failed operation, such as "create directory".
         operation: &'static str,
         /// The path that the operation failed on.
         path: PathBuf,
@@ -31,7 +31,7 @@ pub enum Error {
         source: io::Error,
     },
 
-    /// No directory holds the PostgreSQL server programs.
+    /// No directory contains the PostgreSQL server programs.
     #[error(
         "PostgreSQL server programs (`initdb`, `pg_ctl`, `postgres`) not found in {searched}; \
          run `scripts/setup`, or `apt-get install postgresql-15`, or set `DATABASE_URL` to use \
@@ -51,7 +51,7 @@ pub enum Error {
     CreateUser {
         /// The user name.
         user: &'static str,
-        /// What `useradd` printed, or why it could not run.
+        /// The output of `useradd`, or the reason it could not run.
         detail: String,
     },
 
@@ -89,9 +89,9 @@ pub enum Error {
         user: String,
     },
 
-    /// A directory exists where the data directory belongs, but holds no cluster.
+    /// A directory exists where the data directory belongs, but contains no cluster.
     #[error(
-        "`{}` exists but holds no PostgreSQL cluster (it has no `PG_VERSION`); remove it so that \
+        "`{}` exists but contains no PostgreSQL cluster (it has no `PG_VERSION`); remove it so that \
          sandtable runs initdb again",
         data_dir.display()
     )]
@@ -108,7 +108,7 @@ pub enum Error {
     UnsafeSocketDir {
         /// The socket directory.
         path: PathBuf,
-        /// What is wrong with it.
+        /// The problem with it.
         problem: String,
     },
 
@@ -130,9 +130,9 @@ pub enum Error {
     Command {
         /// The program that failed.
         program: PathBuf,
-        /// How it exited.
+        /// The program's exit status.
         status: ExitStatus,
-        /// What it printed on standard output and standard error.
+        /// The program's standard error, followed by its standard output.
         output: String,
     },
 
@@ -146,7 +146,7 @@ pub enum Error {
     StartFailed {
         /// The data directory.
         data_dir: PathBuf,
-        /// How pg_ctl exited.
+        /// The exit status of pg_ctl.
         status: ExitStatus,
         /// The server's log file.
         log_file: PathBuf,
@@ -230,7 +230,7 @@ pub enum Error {
     /// A statement that prepares the database failed.
     #[error("failed to {operation} on PostgreSQL at `{server}`")]
     Sql {
-        /// What was being done, such as "create database `sandtable`".
+        /// The failed operation, such as "create database `sandtable`".
         operation: &'static str,
         /// The server, without the password.
         server: String,

@@ -1,6 +1,6 @@
-//! Where an embedded cluster's files live.
+//! The paths of an embedded cluster's files.
 //!
-//! The cluster directory is `<home>/pg`. It holds the data directory `data/`,
+//! The cluster directory is `<home>/pg`. It contains the data directory `data/`,
 //! the server log `postgres.log`, the lock file `lock` and, when the path is
 //! short enough, the socket directory `run/`. When sandtable runs as root and
 //! the server's user cannot enter `<home>` (as with `/root`, mode 0700), the
@@ -26,7 +26,7 @@ pub(crate) const PORT: u16 = 5432;
 /// The socket file's name inside the socket directory, for [`PORT`].
 pub(crate) const SOCKET_FILE: &str = ".s.PGSQL.5432";
 
-/// The longest socket path: `sun_path` of a Unix socket address holds 108
+/// The maximum socket path length: `sun_path` of a Unix socket address has 108
 /// bytes on Linux, including the terminating NUL.
 pub(crate) const MAX_SOCKET_PATH: usize = 107;
 

@@ -37,21 +37,22 @@ pub use cluster::{ClusterState, ClusterStatus, EmbeddedCluster, StartReport};
 pub use error::Error;
 pub use server_user::SYSTEM_USER;
 
-/// The database that holds sandtable's catalog in the embedded cluster.
+/// The database that contains sandtable's catalog in the embedded cluster.
 pub const DATABASE_NAME: &str = "sandtable";
 
 /// The superuser of the embedded cluster, which trusts every connection
 /// over its private socket.
 pub const SUPERUSER: &str = "sandtable";
 
-/// Where the catalog database is: an external server or the embedded cluster.
+/// The location of the catalog database: an external server or the embedded
+/// cluster.
 #[derive(Clone)]
 pub struct DatabaseConfig {
     /// A connection URL for an external server, from `DATABASE_URL`. `None`
     /// selects the embedded cluster.
     pub database_url: Option<String>,
     /// Sandtable's data directory, from `SANDTABLE_HOME`, by default
-    /// `~/.sandtable`. It holds the embedded cluster in `pg/`.
+    /// `~/.sandtable`. It contains the embedded cluster in `pg/`.
     pub home: PathBuf,
 }
 
@@ -179,8 +180,8 @@ async fn connect_embedded(config: &DatabaseConfig) -> Result<PgPool, Error> {
 /// Runs `CREATE EXTENSION IF NOT EXISTS vector`.
 async fn create_vector_extension(connection: &mut PgConnection, server: &str) -> Result<(), Error> {
     // Two sessions that create the extension at once can both pass the
-    // IF NOT EXISTS check; the later one then fails on the unique index of
-    // pg_extension, and a second try finds the extension.
+    // IF NOT EXISTS check. The later one then fails on the unique index of
+    // pg_extension, so a second try finds the extension.
     const UNIQUE_VIOLATION: &str = "23505";
     // PostgreSQL 15 reports a missing control file as undefined_file;
     // PostgreSQL 16 and later report feature_not_supported.

@@ -1,5 +1,5 @@
-//! What a data directory's `postmaster.pid` and `/proc` reveal about its
-//! server, without connecting to it.
+//! Inspection of a server through its data directory's `postmaster.pid` and
+//! `/proc`, without connecting to it.
 
 use std::fs;
 use std::io;
@@ -43,7 +43,7 @@ impl PostmasterPid {
         let socket_dir = line(LINE_SOCKET_DIR)
             .filter(|dir| !dir.is_empty())
             .map(PathBuf::from);
-        // The line holds the key and the id, such as "  5432001    32768".
+        // The line contains the key and the id, such as "  5432001    32768".
         let shmid = line(LINE_SHMEM_KEY)
             .and_then(|fields| fields.split_whitespace().nth(1))
             .and_then(|id| id.parse().ok());
@@ -55,7 +55,7 @@ impl PostmasterPid {
     }
 
     /// Returns whether the process `pid` is a live `postgres` process. A
-    /// zombie counts as dead: it holds its pid until its parent reaps it,
+    /// zombie counts as dead: it keeps its pid until its parent reaps it,
     /// which for a daemonized postmaster may take a while.
     pub(crate) fn is_alive(&self) -> bool {
         let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else {
