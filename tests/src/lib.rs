@@ -91,7 +91,10 @@ impl Drop for TestDb {
         match outcome {
             Ok(Ok(())) => {}
             Ok(Err(error)) => eprintln!("failed to drop test database `{}`: {error:#}", self.name),
-            Err(_) => eprintln!("failed to drop test database `{}`: the thread panicked", self.name),
+            Err(_) => eprintln!(
+                "failed to drop test database `{}`: the thread panicked",
+                self.name
+            ),
         }
     }
 }
@@ -143,7 +146,10 @@ pub async fn fresh_database() -> anyhow::Result<TestDb> {
 }
 
 async fn start_server() -> anyhow::Result<TestServer> {
-    if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()) {
+    if let Some(url) = std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+    {
         let admin = url
             .parse()
             .context("invalid `DATABASE_URL`; expected `postgres://user:password@host/database`")?;
