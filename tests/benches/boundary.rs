@@ -22,7 +22,7 @@ fn plugin_bytes(file: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)).expect("plugins are built")
 }
 
-fn engine(fuel: bool, epochs: bool) -> UdfEngine {
+fn new_engine(fuel: bool, epochs: bool) -> UdfEngine {
     UdfEngine::new(EngineConfig {
         fuel,
         epochs,
@@ -42,7 +42,9 @@ fn context() -> CallContext {
 
 /// Texts of 5 to 40 characters, some of them not ASCII.
 fn texts(rows: usize) -> Vec<String> {
-    let words = ["sandbox", "Wörter", "column", "batch", "ÉLAN", "fuel", "tenant", "x"];
+    let words = [
+        "sandbox", "Wörter", "column", "batch", "ÉLAN", "fuel", "tenant", "x",
+    ];
     (0..rows)
         .map(|i| {
             (0..1 + i % 5)
@@ -94,7 +96,7 @@ struct Case {
 fn main() {
     // SAFETY: the benchmark is single-threaded at this point.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
-    let engine = engine(true, true);
+    let engine = new_engine(true, true);
     let text = engine.load(&plugin_bytes("text.wasm")).unwrap();
     let arith = engine.load(&plugin_bytes("arith.wasm")).unwrap();
 
@@ -105,9 +107,21 @@ fn main() {
         "function", "batch", "rows", "wasm rows/s", "native rows/s", "ratio"
     );
     let cases = [
-        Case { label: "text.upper", file: "text", function: "upper" },
-        Case { label: "text.length", file: "text", function: "length" },
-        Case { label: "arith.add", file: "arith", function: "add" },
+        Case {
+            label: "text.upper",
+            file: "text",
+            function: "upper",
+        },
+        Case {
+            label: "text.length",
+            file: "text",
+            function: "length",
+        },
+        Case {
+            label: "arith.add",
+            file: "arith",
+            function: "add",
+        },
     ];
     for case in &cases {
         for batch in BATCH_SIZES {
@@ -125,7 +139,8 @@ fn main() {
                     let sandboxed = run_sandboxed(&engine, plugin, "add", &batches);
                     let started = Instant::now();
                     for (a, b) in chunks(&a, batch).iter().zip(chunks(&b, batch)) {
-                        let sum: Vec<i64> = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
+                        let sum: Vec<i64> =
+                            a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
                         black_box(sum);
                     }
                     (sandboxed, started.elapsed())
@@ -143,7 +158,8 @@ fn main() {
                             let out: Vec<String> = chunk.iter().map(|s| s.to_uppercase()).collect();
                             black_box(out);
                         } else {
-                            let out: Vec<i64> = chunk.iter().map(|s| s.chars().count() as i64).collect();
+                            let out: Vec<i64> =
+                                chunk.iter().map(|s| s.chars().count() as i64).collect();
                             black_box(out);
                         }
                     }
@@ -206,7 +222,7 @@ fn main() {
         .collect();
     let mut baseline = None;
     for (fuel, epochs) in [(false, false), (true, false), (false, true), (true, true)] {
-        let engine = engine(fuel, epochs);
+        let engine = new_engine(fuel, epochs);
         let plugin = engine.load(&bytes).unwrap();
         let time = run_sandboxed(&engine, &plugin, "upper", &batches);
         let base = *baseline.get_or_insert(time);

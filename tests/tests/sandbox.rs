@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use sandtable::sandbox::{
     BatchOutput, CallContext, Column, DataType, DirectoryGrant, EngineConfig, FaultClass,
     LimitPolicy, LoadError, LoadedPlugin, RECORD_TARGET, UdfEngine,
 };
+use serde_json::{Value, json};
 
 fn plugin_path(file: &str) -> PathBuf {
     Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)
@@ -116,7 +116,9 @@ fn call(file: &str, function: &str, args: &[Column]) -> BatchOutput {
 }
 
 fn values(output: &BatchOutput) -> Vec<Value> {
-    (0..output.column.len()).map(|row| output.column.json_at(row)).collect()
+    (0..output.column.len())
+        .map(|row| output.column.json_at(row))
+        .collect()
 }
 
 /// The fault class of each row, `None` where the row has a value.
@@ -128,7 +130,12 @@ fn classes(output: &BatchOutput) -> Vec<Option<FaultClass>> {
 
 /// Checks that the host still serves a normal call after a fault.
 fn assert_engine_still_serves(engine: &UdfEngine) {
-    let output = call_in(engine, "text.wasm", "upper", &[strings(&[Some("still fine")])]);
+    let output = call_in(
+        engine,
+        "text.wasm",
+        "upper",
+        &[strings(&[Some("still fine")])],
+    );
     assert_eq!(values(&output), [json!("STILL FINE")]);
 }
 
@@ -136,7 +143,10 @@ fn assert_engine_still_serves(engine: &UdfEngine) {
 fn text_functions_compute_values() {
     let input = strings(&[Some("Hello wörld"), Some(""), Some("  two  words ")]);
     let upper = call("text.wasm", "upper", std::slice::from_ref(&input));
-    assert_eq!(values(&upper), [json!("HELLO WÖRLD"), json!(""), json!("  TWO  WORDS ")]);
+    assert_eq!(
+        values(&upper),
+        [json!("HELLO WÖRLD"), json!(""), json!("  TWO  WORDS ")]
+    );
     let lower = call("text.wasm", "lower", std::slice::from_ref(&input));
     assert_eq!(values(&lower)[0], json!("hello wörld"));
     let length = call("text.wasm", "length", std::slice::from_ref(&input));
@@ -149,7 +159,11 @@ fn text_functions_compute_values() {
 fn json_field_extracts_nested_value() {
     let docs = column(
         DataType::Json,
-        &[json!({"a": {"b": [10, 20]}}), json!({"a": 1}), json!({"a": {"b": [1]}})],
+        &[
+            json!({"a": {"b": [10, 20]}}),
+            json!({"a": 1}),
+            json!({"a": {"b": [1]}}),
+        ],
     );
     let paths = strings(&[Some("a.b.1"), Some("missing"), Some("a.b")]);
     let output = call("text.wasm", "json_field", &[docs, paths]);
@@ -159,11 +173,18 @@ fn json_field_extracts_nested_value() {
 
 #[test]
 fn strict_function_skips_null_rows() {
-    let output = call("text.wasm", "upper", &[strings(&[Some("a"), None, Some("b")])]);
+    let output = call(
+        "text.wasm",
+        "upper",
+        &[strings(&[Some("a"), None, Some("b")])],
+    );
     assert_eq!(values(&output), [json!("A"), Value::Null, json!("B")]);
     assert!(output.errors.is_empty());
     assert_eq!(output.records.len(), 1);
-    assert_eq!(output.records[0].rows, 2, "the null row never reaches the guest");
+    assert_eq!(
+        output.records[0].rows, 2,
+        "the null row never reaches the guest"
+    );
 }
 
 #[test]
@@ -192,7 +213,10 @@ fn batch_function_adds_columns() {
     let output = call(
         "arith.wasm",
         "add",
-        &[ints(&[Some(1), Some(-5), Some(i64::MAX)]), ints(&[Some(2), Some(5), Some(0)])],
+        &[
+            ints(&[Some(1), Some(-5), Some(i64::MAX)]),
+            ints(&[Some(2), Some(5), Some(0)]),
+        ],
     );
     assert_eq!(values(&output), [json!(3), json!(0), json!(i64::MAX)]);
 }
@@ -202,18 +226,32 @@ fn row_error_fails_only_its_row() {
     let output = call(
         "arith.wasm",
         "div",
-        &[ints(&[Some(4), Some(1), Some(9)]), ints(&[Some(2), Some(0), Some(3)])],
+        &[
+            ints(&[Some(4), Some(1), Some(9)]),
+            ints(&[Some(2), Some(0), Some(3)]),
+        ],
     );
     assert_eq!(values(&output), [json!(2), Value::Null, json!(3)]);
     assert_eq!(classes(&output), [None, Some(FaultClass::GuestError), None]);
-    assert_eq!(output.records.len(), 1, "a row error is a result, not a fault");
+    assert_eq!(
+        output.records.len(),
+        1,
+        "a row error is a result, not a fault"
+    );
 }
 
 #[test]
 fn infinite_loop_is_stopped_by_fuel_on_its_row_only() {
-    let output = call("hostile.wasm", "spin", &[ints(&[Some(1), Some(2), Some(-1), Some(4)])]);
+    let output = call(
+        "hostile.wasm",
+        "spin",
+        &[ints(&[Some(1), Some(2), Some(-1), Some(4)])],
+    );
     assert_eq!(values(&output), [json!(1), json!(2), Value::Null, json!(4)]);
-    assert_eq!(classes(&output), [None, None, Some(FaultClass::FuelExhausted), None]);
+    assert_eq!(
+        classes(&output),
+        [None, None, Some(FaultClass::FuelExhausted), None]
+    );
     assert_engine_still_serves(engine());
 }
 
@@ -223,8 +261,14 @@ fn infinite_loop_is_stopped_by_deadline() {
     assert_eq!(classes(&output), [Some(FaultClass::DeadlineExceeded)]);
     assert_eq!(output.records.len(), 1, "a batch of one row is not re-run");
     let guest = Duration::from_micros(output.records[0].guest_us);
-    assert!(guest >= TIGHT_DEADLINE, "stopped after {guest:?}, before the deadline");
-    assert!(guest < TIGHT_DEADLINE * 2, "stopped after {guest:?}, past twice the deadline");
+    assert!(
+        guest >= TIGHT_DEADLINE,
+        "stopped after {guest:?}, before the deadline"
+    );
+    assert!(
+        guest < TIGHT_DEADLINE * 2,
+        "stopped after {guest:?}, past twice the deadline"
+    );
     assert_engine_still_serves(tight_engine());
 }
 
@@ -238,22 +282,38 @@ fn timed_out_half_is_not_split_again() {
     );
     // The batch times out, then each half once; both halves hold a loop.
     assert_eq!(output.records.len(), 3);
-    assert!(classes(&output).iter().all(|class| *class == Some(FaultClass::DeadlineExceeded)));
+    assert!(
+        classes(&output)
+            .iter()
+            .all(|class| *class == Some(FaultClass::DeadlineExceeded))
+    );
 }
 
 #[test]
 fn memory_hog_fails_with_memory_limit_on_its_row_only() {
     // Fuel to spare, so that the memory limit is what stops the guest.
     let engine = tight_engine();
-    let output = call_in(engine, "hostile.wasm", "hog", &[ints(&[Some(1), Some(-1), Some(3)])]);
+    let output = call_in(
+        engine,
+        "hostile.wasm",
+        "hog",
+        &[ints(&[Some(1), Some(-1), Some(3)])],
+    );
     assert_eq!(values(&output), [json!(1), Value::Null, json!(3)]);
-    assert_eq!(classes(&output), [None, Some(FaultClass::MemoryLimit), None]);
+    assert_eq!(
+        classes(&output),
+        [None, Some(FaultClass::MemoryLimit), None]
+    );
     assert_engine_still_serves(engine);
 }
 
 #[test]
 fn deep_recursion_fails_with_stack_overflow() {
-    let output = call("hostile.wasm", "recurse", &[ints(&[Some(10), Some(1_000_000)])]);
+    let output = call(
+        "hostile.wasm",
+        "recurse",
+        &[ints(&[Some(10), Some(1_000_000)])],
+    );
     assert_eq!(values(&output)[0], json!(10));
     assert_eq!(classes(&output), [None, Some(FaultClass::StackOverflow)]);
     assert_engine_still_serves(engine());
@@ -277,8 +337,16 @@ fn panic_fails_only_the_row_that_panics() {
 #[test]
 fn wrong_output_length_is_invalid_output() {
     let output = call("hostile.wasm", "wrong_length", &[ints(&[Some(1), Some(2)])]);
-    assert_eq!(values(&output), [Value::Null, Value::Null], "nothing is stored");
-    assert!(classes(&output).iter().all(|c| *c == Some(FaultClass::InvalidOutput)));
+    assert_eq!(
+        values(&output),
+        [Value::Null, Value::Null],
+        "nothing is stored"
+    );
+    assert!(
+        classes(&output)
+            .iter()
+            .all(|c| *c == Some(FaultClass::InvalidOutput))
+    );
     let message = &output.errors[0].message;
     assert!(message.contains("rows for a batch of"), "{message}");
 }
@@ -307,16 +375,37 @@ fn output_over_cap_is_invalid_output() {
 #[test]
 fn log_flood_is_capped_and_call_succeeds() {
     let events = capture_events(|| {
-        let output = call_in(tight_engine(), "hostile.wasm", "log_flood", &[ints(&[Some(2_000)])]);
+        let output = call_in(
+            tight_engine(),
+            "hostile.wasm",
+            "log_flood",
+            &[ints(&[Some(2_000)])],
+        );
         assert_eq!(values(&output), [json!(2_000)]);
     });
-    let guest: Vec<&Captured> = events.iter().filter(|e| e.target == "sandtable::guest").collect();
-    let records = guest.iter().filter(|e| e.fields.contains_key("fields")).count();
-    assert_eq!(records, sandtable::sandbox::MAX_LOG_RECORDS_PER_CALL as usize);
+    let guest: Vec<&Captured> = events
+        .iter()
+        .filter(|e| e.target == "sandtable::guest")
+        .collect();
+    let records = guest
+        .iter()
+        .filter(|e| e.fields.contains_key("fields"))
+        .count();
+    assert_eq!(
+        records,
+        sandtable::sandbox::MAX_LOG_RECORDS_PER_CALL as usize
+    );
     for event in &guest {
         let message = &event.fields["message"];
-        assert!(!message.contains('\n') && !message.contains('\x1b'), "{message:?}");
-        assert!(message.chars().count() < 1200, "a message of {} characters", message.len());
+        assert!(
+            !message.contains('\n') && !message.contains('\x1b'),
+            "{message:?}"
+        );
+        assert!(
+            message.chars().count() < 1200,
+            "a message of {} characters",
+            message.len()
+        );
     }
 }
 
@@ -341,7 +430,11 @@ fn guest_reads_only_granted_directory() {
     assert_eq!(values(&output)[0], json!(hex_of(b"hi")));
     assert_eq!(
         classes(&output),
-        [None, Some(FaultClass::GuestError), Some(FaultClass::GuestError)]
+        [
+            None,
+            Some(FaultClass::GuestError),
+            Some(FaultClass::GuestError)
+        ]
     );
 }
 
@@ -351,7 +444,9 @@ fn hex_of(bytes: &[u8]) -> String {
 
 #[test]
 fn socket_import_is_rejected_at_load() {
-    let error = engine().load(&plugin_bytes("hostile_sockets.wasm")).unwrap_err();
+    let error = engine()
+        .load(&plugin_bytes("hostile_sockets.wasm"))
+        .unwrap_err();
     let LoadError::ImportNotGranted { import } = &error else {
         panic!("expected ImportNotGranted, got {error}");
     };
@@ -361,7 +456,9 @@ fn socket_import_is_rejected_at_load() {
 
 #[test]
 fn huge_initial_memory_is_rejected_at_load() {
-    let error = engine().load(&plugin_bytes("hostile_memory.wasm")).unwrap_err();
+    let error = engine()
+        .load(&plugin_bytes("hostile_memory.wasm"))
+        .unwrap_err();
     assert!(
         matches!(error, LoadError::InitialMemoryTooLarge { .. }),
         "expected InitialMemoryTooLarge, got {error}"
@@ -398,12 +495,23 @@ fn one_record_per_guest_call_with_exact_counts() {
     let expected_bytes = input.byte_len();
     let mut output = None;
     let events = capture_events(|| {
-        output = Some(call("hostile.wasm", "panic_on", std::slice::from_ref(&input)));
+        output = Some(call(
+            "hostile.wasm",
+            "panic_on",
+            std::slice::from_ref(&input),
+        ));
     });
     let output = output.unwrap();
-    let records: Vec<&Captured> = events.iter().filter(|e| e.target == RECORD_TARGET).collect();
+    let records: Vec<&Captured> = events
+        .iter()
+        .filter(|e| e.target == RECORD_TARGET)
+        .collect();
     assert!(output.records.len() > 1, "the fault is isolated by re-runs");
-    assert_eq!(records.len(), output.records.len(), "one event per guest call");
+    assert_eq!(
+        records.len(),
+        output.records.len(),
+        "one event per guest call"
+    );
     let first = &output.records[0];
     assert_eq!(first.rows, 4);
     assert_eq!(first.bytes_in, expected_bytes);
@@ -427,7 +535,10 @@ fn fuel_used_is_identical_for_identical_batches() {
 fn warm_instance_runs_init_once_and_is_reused() {
     let first = call("warm_counter.wasm", "next", &[ints(&[Some(0), Some(0)])]);
     let second = call("warm_counter.wasm", "next", &[ints(&[Some(0)])]);
-    assert!(second.records[0].warm, "the second call reuses the instance");
+    assert!(
+        second.records[0].warm,
+        "the second call reuses the instance"
+    );
     let before: i64 = values(&first)[1].as_i64().unwrap();
     assert_eq!(values(&second)[0].as_i64().unwrap(), before + 1);
     let inits = call("warm_counter.wasm", "inits", &[ints(&[Some(0)])]);
@@ -450,7 +561,13 @@ fn compiled_cache_hits_after_restart_and_recompiles_corrupt_file() {
     let plugin = restarted.load(&bytes).unwrap();
     assert!(plugin.cache_hit(), "a restart loads from the cache");
     let output = restarted
-        .call(&plugin, &context("text"), "upper", &[strings(&[Some("x")])], 1)
+        .call(
+            &plugin,
+            &context("text"),
+            "upper",
+            &[strings(&[Some("x")])],
+            1,
+        )
         .unwrap();
     assert!(output.records[0].cache_hit);
 
@@ -464,7 +581,10 @@ fn compiled_cache_hits_after_restart_and_recompiles_corrupt_file() {
     std::fs::write(&file, &contents).unwrap();
     let recompiled = restarted.load(&bytes).unwrap();
     assert!(!recompiled.cache_hit(), "a corrupt file is never loaded");
-    assert!(restarted.load(&bytes).unwrap().cache_hit(), "the file was rewritten");
+    assert!(
+        restarted.load(&bytes).unwrap().cache_hit(),
+        "the file was rewritten"
+    );
 }
 
 #[test]
@@ -482,7 +602,9 @@ fn unknown_function_and_bad_arguments_are_refused() {
         .unwrap_err();
     assert!(error.to_string().contains("must be string"), "{error}");
 
-    let error = engine().call(&plugin, &context, "upper", &[], 1).unwrap_err();
+    let error = engine()
+        .call(&plugin, &context, "upper", &[], 1)
+        .unwrap_err();
     assert!(error.to_string().contains("takes 1 arguments"), "{error}");
 }
 

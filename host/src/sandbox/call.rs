@@ -95,11 +95,19 @@ impl UdfEngine {
     /// the function takes nulls. A guest fault does not fail the batch: it
     /// becomes a [`CellError`] on the rows it affects.
     ///
+    /// The call blocks until the guest returns. From async code, run it on
+    /// a thread for blocking work (`tokio::task::spawn_blocking`).
+    ///
     /// # Errors
     ///
     /// Returns a [`CallError`] when the function does not exist, the
     /// arguments do not match its parameters, or the host cannot set up a
     /// sandbox.
+    ///
+    /// # Panics
+    ///
+    /// When a guest reads a granted file on a tokio worker thread:
+    /// wasmtime-wasi's synchronous file system blocks on the ambient runtime.
     pub fn call(
         &self,
         plugin: &LoadedPlugin,
@@ -426,7 +434,9 @@ impl UdfEngine {
 
 /// The fuel a store used out of `given`; 0 when fuel is off.
 fn fuel_used(store: &Store<StoreState>, given: u64) -> u64 {
-    store.get_fuel().map_or(0, |left| given.saturating_sub(left))
+    store
+        .get_fuel()
+        .map_or(0, |left| given.saturating_sub(left))
 }
 
 enum Setup {

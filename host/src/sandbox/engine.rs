@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, TYPES_INTERFACE, UDF_INTERFACE};
+use super::bindings::{
+    LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, TYPES_INTERFACE, UDF_INTERFACE,
+};
 use super::cache::{CompiledCache, Lookup};
 use super::limits::{LimitPolicy, MAX_CORE_INSTANCES};
 use super::state::{self, StoreState};

@@ -44,7 +44,7 @@ pub use fault::{Fault, FaultClass};
 pub use limits::{EffectiveLimits, LimitPolicy};
 pub use record::{CallRecord, RECORD_TARGET};
 pub use state::{
-    DirectoryGrant, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS, MAX_LOG_FIELDS, MAX_LOG_MESSAGE_CHARS,
-    MAX_LOG_RECORDS_PER_CALL,
+    DirectoryGrant, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS, MAX_LOG_FIELDS,
+    MAX_LOG_MESSAGE_CHARS, MAX_LOG_RECORDS_PER_CALL,
 };
 pub use types::{Column, DataType, Description, Function};
