@@ -27,10 +27,11 @@ use super::types::{self, BatchResult, Column, Description, Function};
 use super::warm::{WarmInstance, WarmKey};
 use super::{CallError, LoadError};
 
-/// The most faulting rows a batch's re-run budget is sized to isolate.
+/// The maximum number of faulting rows a batch's re-run budget is sized to
+/// isolate.
 pub const MAX_ISOLATED_ROWS: u32 = 4;
 
-/// Who a call runs for, and what the operator granted the plugin.
+/// The tenant and plugin a call runs for, and the directories granted to it.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     /// The tenant.
@@ -80,7 +81,7 @@ enum Segment {
     },
 }
 
-/// What stays fixed across the attempts of one batch.
+/// The parts of a batch that stay fixed across its attempts.
 struct Job<'a> {
     plugin: &'a LoadedPlugin,
     context: &'a CallContext,
@@ -432,7 +433,8 @@ impl UdfEngine {
     }
 }
 
-/// The fuel a store used out of `given`; 0 when fuel is off.
+/// Computes the fuel a store used out of `given`, which is 0 when fuel is
+/// off.
 fn fuel_used(store: &Store<StoreState>, given: u64) -> u64 {
     store
         .get_fuel()

@@ -21,7 +21,7 @@ use super::{LoadError, describe};
 
 /// The largest component accepted by default: 64 MiB.
 pub const DEFAULT_MAX_COMPONENT_BYTES: usize = 64 << 20;
-/// The longest a compile may take by default.
+/// The maximum compile time by default.
 pub const DEFAULT_MAX_COMPILE_TIME: Duration = Duration::from_secs(120);
 /// The interval of the epoch ticker, which bounds how late a deadline fires.
 pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -51,13 +51,14 @@ const GRANTED_WASI_IMPORTS: &[&str] = &[
 /// wasmtime, so they belong to the host, not to a plugin's request.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Where compiled components are cached; `None` compiles on every load.
+    /// The directory of the compiled-component cache. With `None`, every
+    /// load compiles.
     pub cache_dir: Option<PathBuf>,
     /// Defaults and caps for every call's limits.
     pub policy: LimitPolicy,
     /// The number of instances that may exist at once, warm ones included.
     pub max_instances: u32,
-    /// The most warm instances kept at once.
+    /// The maximum number of warm instances kept at once.
     pub max_warm_instances: u32,
     /// The calls a warm instance serves before it is replaced.
     pub warm_max_calls: u64,
@@ -69,7 +70,7 @@ pub struct EngineConfig {
     pub max_wasm_stack: usize,
     /// The largest component accepted, in bytes.
     pub max_component_bytes: usize,
-    /// The longest a compile may take.
+    /// The maximum compile time.
     pub max_compile_time: Duration,
     /// Whether calls are metered with fuel. Turning it off removes the fuel
     /// limit; it exists to measure what metering costs.
