@@ -317,6 +317,20 @@ async fn connect_right_after_postmaster_kill() {
 }
 
 #[tokio::test]
+async fn empty_postmaster_pid_is_cleared() {
+    let home = TestHome::open();
+    let data_dir = home.cluster.start().await.unwrap().status.data_dir;
+    home.cluster.stop().await.unwrap();
+    // A postmaster that dies while writing the file leaves it empty.
+    fs::write(data_dir.join("postmaster.pid"), "").unwrap();
+
+    let report = home.cluster.start().await.unwrap();
+
+    assert!(report.started);
+    assert_eq!(report.status.state, ClusterState::Running);
+}
+
+#[tokio::test]
 async fn long_home_path_uses_short_socket_dir() {
     let home = TestHome::nested(&format!("{}/{}", "a".repeat(60), "b".repeat(60)));
     assert!(home.home.as_os_str().len() > 107);

@@ -251,8 +251,8 @@ impl EmbeddedCluster {
         check_success(&pg_ctl, output)?;
 
         if layout.socket_dir_is_fallback() {
-            // The server removed its socket and lock files; an empty
-            // directory under /tmp is all that remains.
+            // The server removed its socket and lock files, so only an empty
+            // directory under /tmp remains.
             let _ = fs::remove_dir(&layout.socket_dir);
         }
         tracing::info!(
@@ -306,8 +306,8 @@ fn cluster_version(data_dir: &Path) -> Result<Option<String>, Error> {
 async fn initdb(layout: &Layout, user: &ServerUser, binaries: &PgBinaries) -> Result<(), Error> {
     let data_dir = layout.data_dir();
     let staging = layout.cluster_dir.join("data.initdb");
-    // Only an interrupted initdb leaves this behind: the lock keeps any
-    // other one from running now.
+    // Only an interrupted initdb leaves this behind, because the lock keeps
+    // any other one from running now.
     if staging.exists() {
         fs::remove_dir_all(&staging)
             .map_err(|source| Error::io("remove directory", &staging, source))?;
@@ -437,8 +437,12 @@ fn quote_setting(value: &str) -> String {
 /// that keeps its pid.
 async fn clear_crashed_server(layout: &Layout) -> Result<(), Error> {
     let data_dir = layout.data_dir();
+    let pid_file = data_dir.join("postmaster.pid");
     let Some(stale) = PostmasterPid::read(&data_dir)? else {
-        return Ok(());
+        // A postmaster that died while writing the file leaves it empty,
+        // and PostgreSQL then refuses to start. No live server can be
+        // writing it now, since the caller holds the lock and found none.
+        return remove_if_present(&pid_file);
     };
     tracing::info!(
         data_dir = %data_dir.display(),
@@ -448,10 +452,19 @@ async fn clear_crashed_server(layout: &Layout) -> Result<(), Error> {
 
     if let Some(shmid) = stale.shmid {
         let started = Instant::now();
+        let mut logged = false;
         loop {
             let attached = shm_attached(shmid)?.unwrap_or(0);
             if attached == 0 {
                 break;
+            }
+            if !logged {
+                tracing::info!(
+                    attached,
+                    shmid,
+                    "waiting for the crashed server's processes to exit"
+                );
+                logged = true;
             }
             if started.elapsed() >= ORPHAN_TIMEOUT {
                 return Err(Error::OrphanedBackends {
@@ -465,7 +478,6 @@ async fn clear_crashed_server(layout: &Layout) -> Result<(), Error> {
         }
     }
 
-    let pid_file = data_dir.join("postmaster.pid");
     remove_if_present(&pid_file)?;
     let socket_dirs = [Some(layout.socket_dir.clone()), stale.socket_dir];
     for socket_dir in socket_dirs.into_iter().flatten() {
