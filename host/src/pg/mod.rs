@@ -219,36 +219,41 @@ async fn create_vector_extension(connection: &mut PgConnection, server: &str) ->
 }
 
 /// Formats connection options as a URL without the password, such as
-/// `postgresql://app@db.internal:5432/catalog` or, for a Unix socket,
-/// `postgresql://sandtable@/sandtable?host=/tmp/sandtable-0123456789abcdef`.
+/// `postgresql://app@db.internal:5432/catalog`. A Unix socket directory goes
+/// percent-encoded into the host part, as in
+/// `postgresql://sandtable@%2Ftmp%2Fsandtable-0123456789abcdef:5432/sandtable`,
+/// which both libpq and sqlx accept, so the URL works as `DATABASE_URL`.
 pub(crate) fn describe_server(options: &PgConnectOptions) -> String {
-    let user = options.get_username();
-    let database = options.get_database().unwrap_or(user);
-    if let Some(socket) = options.get_socket() {
-        return format!(
-            "postgresql://{user}@/{database}?host={}&port={}",
-            socket.display(),
-            options.get_port()
-        );
-    }
+    let user = percent_encode(options.get_username());
+    let database = percent_encode(options.get_database().unwrap_or(options.get_username()));
+    let port = options.get_port();
+
     let host = options.get_host();
-    if host.starts_with('/') {
-        return format!(
-            "postgresql://{user}@/{database}?host={host}&port={}",
-            options.get_port()
-        );
-    }
-    // sqlx keeps the brackets of an IPv6 address from a URL, but not of one
-    // set with `PgConnectOptions::host`.
-    let host = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
+    let socket = options
+        .get_socket()
+        .map(|socket| socket.to_string_lossy().into_owned())
+        .or_else(|| host.starts_with('/').then(|| host.to_owned()));
+    let host = match socket {
+        Some(socket) => percent_encode(&socket),
+        // sqlx keeps the brackets of an IPv6 address from a URL, but not of
+        // one set with `PgConnectOptions::host`.
+        None if host.contains(':') && !host.starts_with('[') => format!("[{host}]"),
+        None => host.to_owned(),
     };
-    format!(
-        "postgresql://{user}@{host}:{}/{database}",
-        options.get_port()
-    )
+    format!("postgresql://{user}@{host}:{port}/{database}")
+}
+
+/// Percent-encodes every byte but the unreserved characters of RFC 3986.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 #[cfg(test)]
@@ -304,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn describe_server_shows_socket_dir() {
+    fn describe_server_encodes_socket_dir() {
         let options = PgConnectOptions::new_without_pgpass()
             .socket("/tmp/sandtable-0123456789abcdef")
             .port(5432)
@@ -313,8 +318,27 @@ mod tests {
 
         assert_eq!(
             describe_server(&options),
-            "postgresql://sandtable@/sandtable?host=/tmp/sandtable-0123456789abcdef&port=5432"
+            "postgresql://sandtable@%2Ftmp%2Fsandtable-0123456789abcdef:5432/sandtable"
         );
+    }
+
+    #[test]
+    fn describe_server_socket_url_parses_back() {
+        let options = PgConnectOptions::new_without_pgpass()
+            .socket("/tmp/it's a dir")
+            .port(5433)
+            .username("sandtable")
+            .database("sand table");
+
+        let parsed: PgConnectOptions = describe_server(&options).parse().unwrap();
+
+        assert_eq!(
+            parsed.get_socket().map(|socket| socket.as_path()),
+            Some(std::path::Path::new("/tmp/it's a dir"))
+        );
+        assert_eq!(parsed.get_port(), 5433);
+        assert_eq!(parsed.get_username(), "sandtable");
+        assert_eq!(parsed.get_database(), Some("sand table"));
     }
 
     #[test]
