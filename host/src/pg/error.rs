@@ -33,7 +33,7 @@ pub enum Error {
 
     /// No directory contains the PostgreSQL server programs.
     #[error(
-        "PostgreSQL server programs (`initdb`, `pg_ctl`, `postgres`) not found in {searched}; \
+        "no PostgreSQL server programs (`initdb`, `pg_ctl`, `postgres`) found in {searched}; \
          run `scripts/setup`, or `apt-get install postgresql-15`, or set `DATABASE_URL` to use \
          an existing server"
     )]

@@ -40,8 +40,9 @@ pub use server_user::SYSTEM_USER;
 /// The database that contains sandtable's catalog in the embedded cluster.
 pub const DATABASE_NAME: &str = "sandtable";
 
-/// The superuser of the embedded cluster, which trusts every connection
-/// over its private socket.
+/// The superuser of the embedded cluster. The cluster trusts every
+/// connection over its private socket, which only its server's user and root
+/// can open.
 pub const SUPERUSER: &str = "sandtable";
 
 /// The location of the catalog database: an external server or the embedded
