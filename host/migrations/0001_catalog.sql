@@ -40,17 +40,23 @@ CREATE TABLE sandtable.plugin_directories (
     PRIMARY KEY (tenant_id, plugin, guest_path)
 );
 
--- Per-function call aggregates, one row per minute and process flush.
+-- Per-function aggregates of guest calls, one row per minute, summed over
+-- every process that wrote to it. `faults` counts faulted calls by class in
+-- the order fuel_exhausted, deadline_exceeded, memory_limit, stack_overflow,
+-- guest_trap, guest_error, invalid_output. `latency_us_buckets` counts calls
+-- by instantiate plus guest time, in buckets whose upper bounds (us) are 10,
+-- 25, 50, 100, 250, 500, 1e3, 2.5e3, 5e3, 1e4, 2.5e4, 5e4, 1e5, 2.5e5, 5e5,
+-- 1e6, 2.5e6, 5e6, 1e7, then one for slower calls.
 CREATE TABLE sandtable.function_stats (
-    tenant_id   bigint NOT NULL REFERENCES sandtable.tenants (id) ON DELETE CASCADE,
-    plugin      text NOT NULL,
-    version     integer NOT NULL,
-    function    text NOT NULL,
-    minute      timestamptz NOT NULL,
-    calls       bigint NOT NULL DEFAULT 0,
-    rows        bigint NOT NULL DEFAULT 0,
-    faults      jsonb NOT NULL DEFAULT '{}',
-    guest_us    bigint NOT NULL DEFAULT 0,
+    tenant_id          bigint NOT NULL REFERENCES sandtable.tenants (id) ON DELETE CASCADE,
+    plugin             text NOT NULL,
+    version            integer NOT NULL,
+    function           text NOT NULL,
+    minute             timestamptz NOT NULL,
+    calls              bigint NOT NULL,
+    rows               bigint NOT NULL,
+    guest_us           bigint NOT NULL,
+    faults             bigint[] NOT NULL,
     latency_us_buckets bigint[] NOT NULL,
     PRIMARY KEY (tenant_id, plugin, version, function, minute)
 );

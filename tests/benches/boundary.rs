@@ -93,9 +93,40 @@ struct Case {
     function: &'static str,
 }
 
+/// The benchmark's sections, run in this order; naming some on the command
+/// line (`cargo bench --bench boundary -- fresh`) runs only those.
+const SECTIONS: [(&str, fn()); 4] = [
+    ("throughput", throughput),
+    ("fresh", fresh_instance),
+    ("compile", compile),
+    ("metering", metering),
+];
+
 fn main() {
     // SAFETY: the benchmark is single-threaded at this point.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    for name in &chosen {
+        if !SECTIONS.iter().any(|(section, _)| section == name) {
+            let names: Vec<&str> = SECTIONS.iter().map(|(section, _)| *section).collect();
+            eprintln!(
+                "unknown section `{name}`; the sections are {}",
+                names.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
+    for (name, run) in SECTIONS {
+        if chosen.is_empty() || chosen.iter().any(|chosen| chosen == name) {
+            run();
+        }
+    }
+}
+
+fn throughput() {
     let engine = new_engine(true, true);
     let text = engine.load(&plugin_bytes("text.wasm")).unwrap();
     let arith = engine.load(&plugin_bytes("arith.wasm")).unwrap();
@@ -177,25 +208,34 @@ fn main() {
             );
         }
     }
+}
 
+fn fresh_instance() {
+    let engine = new_engine(true, true);
+    let arith = engine.load(&plugin_bytes("arith.wasm")).unwrap();
     println!("\nFresh-instance call of one row (arith.add), 5,000 calls");
     let args = vec![int_column(&[1]), int_column(&[2])];
     let context = context();
     let mut wall = Vec::new();
     let mut instantiate = Vec::new();
+    let mut guest = Vec::new();
     for _ in 0..5_000 {
         let started = Instant::now();
         let output = engine.call(&arith, &context, "add", &args, 1).unwrap();
         wall.push(started.elapsed().as_micros() as u64);
         instantiate.push(output.records[0].instantiate_us);
+        guest.push(output.records[0].guest_us);
     }
     println!(
-        "  wall p50 {} us, p99 {} us; instantiate p50 {} us",
+        "  wall p50 {} us, p99 {} us; instantiate p50 {} us; guest p50 {} us",
         percentile(&mut wall, 50),
         percentile(&mut wall, 99),
-        percentile(&mut instantiate, 50)
+        percentile(&mut instantiate, 50),
+        percentile(&mut guest, 50)
     );
+}
 
+fn compile() {
     println!("\nCompiling text.wasm against loading it from the compiled cache");
     let dir = tempfile::tempdir().unwrap();
     let bytes = plugin_bytes("text.wasm");
@@ -213,7 +253,10 @@ fn main() {
         load.compile_us(),
         compile.compile_us() as f64 / load.compile_us().max(1) as f64
     );
+}
 
+fn metering() {
+    let bytes = plugin_bytes("text.wasm");
     println!("\nThe cost of fuel and epochs: text.upper, batch 1024, {TOTAL_ROWS} rows");
     let texts = texts(TOTAL_ROWS);
     let batches: Vec<Vec<Column>> = chunks(&texts, 1024)

@@ -138,6 +138,64 @@ async fn catalog_loads_plugin_with_its_grants() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn call_stats_are_written_and_summed() -> anyhow::Result<()> {
+    let db = sandtable_tests::fresh_database().await?;
+    let catalog = Catalog::open(db.pool().clone()).await?;
+    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    let engine = engine();
+    let bytes = plugin_bytes("hostile.wasm");
+    let plugin = engine.load(&bytes)?;
+    catalog
+        .add_plugin(&tenant, "hostile", &bytes, &plugin)
+        .await?;
+    let (_, loaded, context) = catalog
+        .load_plugin(&engine, &tenant, &reference("hostile"))
+        .await?;
+
+    let run = |inputs: Vec<Option<&str>>| {
+        let engine = engine.clone();
+        let loaded = loaded.clone();
+        let context = context.clone();
+        let values: Vec<_> = inputs.iter().map(|value| json!(value)).collect();
+        let column = Column::from_json(&DataType::String, &values).unwrap();
+        let rows = inputs.len();
+        tokio::task::spawn_blocking(move || {
+            engine.call(&loaded, &context, "panic_on", &[column], rows)
+        })
+    };
+    // Two rows and a panic: one faulted call, then one call a half.
+    let output = run(vec![Some("a"), Some("boom")]).await??;
+    assert_eq!(output.records.len(), 3);
+    catalog.flush_stats(&engine).await?;
+    // A second write adds to the same minute's row.
+    run(vec![Some("b")]).await??;
+    catalog.flush_stats(&engine).await?;
+
+    let stats = catalog
+        .function_stats(&tenant, std::time::Duration::from_secs(3600))
+        .await?;
+    assert_eq!(stats.len(), 1);
+    let (key, stats) = &stats[0];
+    assert_eq!(
+        (key.plugin.as_str(), key.function.as_str()),
+        ("hostile", "panic_on")
+    );
+    assert_eq!(stats.calls, 4);
+    assert_eq!(stats.rows, 2 + 1 + 1 + 1);
+    let trap = sandtable::sandbox::FaultClass::ALL
+        .iter()
+        .position(|class| *class == sandtable::sandbox::FaultClass::GuestTrap)
+        .unwrap();
+    assert_eq!(
+        stats.faults[trap], 2,
+        "the whole batch and the half with `boom`"
+    );
+    assert_eq!(stats.latency_buckets.iter().sum::<u64>(), 4);
+    assert!(engine.take_stats().is_empty(), "flushing took everything");
+    Ok(())
+}
+
+#[tokio::test]
 async fn catalog_opens_twice_without_rerunning_migrations() -> anyhow::Result<()> {
     let db = sandtable_tests::fresh_database().await?;
     Catalog::open(db.pool().clone()).await?;

@@ -44,20 +44,21 @@ fn engine() -> &'static UdfEngine {
 /// a small output cap.
 fn tight_engine() -> &'static UdfEngine {
     static ENGINE: OnceLock<UdfEngine> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        UdfEngine::new(EngineConfig {
-            cache_dir: Some(cache_dir()),
-            policy: LimitPolicy {
-                default_fuel_per_row: 1_000_000_000_000,
-                max_fuel_per_row: 1_000_000_000_000,
-                default_deadline: TIGHT_DEADLINE,
-                default_output_bytes: 1 << 20,
-                ..LimitPolicy::default()
-            },
-            ..EngineConfig::default()
-        })
-        .expect("the engine starts")
-    })
+    ENGINE.get_or_init(|| UdfEngine::new(tight_config()).expect("the engine starts"))
+}
+
+fn tight_config() -> EngineConfig {
+    EngineConfig {
+        cache_dir: Some(cache_dir()),
+        policy: LimitPolicy {
+            default_fuel_per_row: 1_000_000_000_000,
+            max_fuel_per_row: 1_000_000_000_000,
+            default_deadline: TIGHT_DEADLINE,
+            default_output_bytes: 1 << 20,
+            ..LimitPolicy::default()
+        },
+        ..EngineConfig::default()
+    }
 }
 
 const TIGHT_DEADLINE: Duration = Duration::from_millis(300);
@@ -407,6 +408,36 @@ fn log_flood_is_capped_and_call_succeeds() {
             message.len()
         );
     }
+}
+
+#[test]
+fn log_rate_limit_spans_calls() {
+    // An engine of its own, so that no other test has spent this plugin's
+    // log budget.
+    let engine = UdfEngine::new(tight_config()).unwrap();
+    let plugin = engine.load(&plugin_bytes("hostile.wasm")).unwrap();
+    let context = context("hostile-rate");
+    let events = capture_events(|| {
+        for _ in 0..2 {
+            let output = engine
+                .call(&plugin, &context, "log_flood", &[ints(&[Some(300)])], 1)
+                .unwrap();
+            assert_eq!(values(&output), [json!(300)]);
+        }
+    });
+    let records = events
+        .iter()
+        .filter(|e| e.target == "sandtable::guest" && e.fields.contains_key("fields"))
+        .count();
+    let cap = sandtable::sandbox::MAX_LOG_RECORDS_PER_CALL as usize;
+    assert!(
+        records >= cap,
+        "the first call keeps its full burst: {records}"
+    );
+    assert!(
+        records < cap * 2,
+        "the second call finds the burst spent: {records}"
+    );
 }
 
 #[test]

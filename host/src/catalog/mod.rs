@@ -5,11 +5,13 @@
 
 mod plugins;
 mod reference;
+mod stats;
 
 use sqlx::PgPool;
 
 pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
+pub use stats::STATS_INTERVAL;
 
 use crate::sandbox::LoadError;
 

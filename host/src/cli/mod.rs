@@ -1,6 +1,7 @@
 //! The `sandtable` command line: a thin layer over the library.
 
 mod plugin;
+mod stats;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,15 @@ enum Command {
     /// Add, inspect, call and remove plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Show calls, rows, faults and latency per function, from every process.
+    Stats {
+        /// How many minutes back to sum.
+        #[arg(long, default_value_t = 60)]
+        minutes: u64,
+        /// Print the figures as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Parses the command line, runs the command, and returns the exit code:
@@ -54,6 +64,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Db(command) => pg::cli::run(command, &config).await,
         Command::Plugin(command) => plugin::run(command, &Env::new(config)).await,
+        Command::Stats { minutes, json } => stats::run(&Env::new(config), minutes, json).await,
     }
 }
 

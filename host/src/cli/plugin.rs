@@ -81,7 +81,12 @@ pub(crate) enum PluginCommand {
         /// One argument of a one-row call, in parameter order. A string
         /// parameter takes the text as it is; other types take JSON (`42`,
         /// `true`, `[0.5, 1]`, `null`).
-        #[arg(long = "arg", value_name = "VALUE", conflicts_with = "input")]
+        #[arg(
+            long = "arg",
+            value_name = "VALUE",
+            conflicts_with = "input",
+            allow_hyphen_values = true
+        )]
         args: Vec<String>,
         /// A JSON Lines file of rows: each line an array of arguments in
         /// parameter order, or an object keyed by parameter name.
@@ -424,6 +429,7 @@ async fn call(
     let columns = columns_for(&function, &rows)?;
     let row_count = rows.len();
     let output = run_batch(&engine, &plugin, &context, &function, columns, row_count).await?;
+    catalog.flush_stats(&engine).await?;
     print_call(&entry, &function, &output, json)
 }
 

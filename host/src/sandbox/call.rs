@@ -174,6 +174,7 @@ impl UdfEngine {
             let attempt = records.len() as u32 + 1;
             let (outcome, record) = self.call_guest(job, batch_args, count, attempt)?;
             record.emit();
+            self.inner.stats.observe(&record);
             records.push(record);
             let fault = match outcome {
                 Ok(result) => {
@@ -366,10 +367,14 @@ impl UdfEngine {
             plugin: job.context.plugin.clone(),
             function: job.function.name.clone(),
         };
-        let state = StoreState::new(&job.context.directories, job.limits.memory_bytes, labels)
-            .map_err(|error| {
-                Setup::Host(format!("could not open a granted directory: {error:#}"))
-            })?;
+        let log_limiter = self.inner.log_limiter.clone();
+        let state = StoreState::new(
+            &job.context.directories,
+            job.limits.memory_bytes,
+            labels,
+            log_limiter,
+        )
+        .map_err(|error| Setup::Host(format!("could not open a granted directory: {error:#}")))?;
         let mut store = Store::new(&self.inner.engine, state);
         store.limiter(|state| &mut state.limiter);
         let setup = self.inner.config.policy.setup_limits();
@@ -454,7 +459,8 @@ pub(crate) fn describe(
     let inner = &engine.inner;
     let setup = inner.config.policy.setup_limits();
     let (_slot, _) = inner.slots.acquire();
-    let state = StoreState::new(&[], setup.memory_bytes, GuestLabels::default())
+    let labels = GuestLabels::default();
+    let state = StoreState::new(&[], setup.memory_bytes, labels, inner.log_limiter.clone())
         .map_err(LoadError::engine)?;
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|state| &mut state.limiter);

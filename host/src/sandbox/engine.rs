@@ -14,7 +14,8 @@ use super::bindings::{
 };
 use super::cache::{CompiledCache, Lookup};
 use super::limits::{LimitPolicy, MAX_CORE_INSTANCES};
-use super::state::{self, StoreState};
+use super::state::{self, LogLimiter, StoreState};
+use super::stats::{FunctionKey, FunctionStats, StatsCollector};
 use super::types::Description;
 use super::warm::WarmPool;
 use super::{LoadError, describe};
@@ -29,6 +30,11 @@ pub const DEFAULT_EPOCH_TICK: Duration = Duration::from_millis(5);
 pub const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 /// The number of instances that may exist at once by default.
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
+
+/// How much of a freed memory or table slot the pooling allocator zeroes in
+/// place instead of returning to the kernel, so that the next instance
+/// does not page-fault on it again.
+const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 
 /// Interface prefixes of the WASI imports a guest may have. Everything else,
 /// `wasi:sockets` and `wasi:http` among them, is rejected at load.
@@ -114,6 +120,8 @@ pub(crate) struct EngineInner {
     pub cache: Option<CompiledCache>,
     pub slots: Slots,
     pub warm: WarmPool,
+    pub stats: StatsCollector,
+    pub log_limiter: Arc<LogLimiter>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -148,6 +156,8 @@ impl UdfEngine {
             inner: Arc::new(EngineInner {
                 slots: Slots::new(fresh_slots as usize),
                 warm: WarmPool::new(config.max_warm_instances as usize),
+                stats: StatsCollector::default(),
+                log_limiter: Arc::new(state::log_limiter()),
                 engine,
                 linker,
                 config,
@@ -155,6 +165,21 @@ impl UdfEngine {
                 ticker_stop,
             }),
         })
+    }
+
+    /// Takes the per-function aggregates of the calls made since the last
+    /// take, for writing to the catalog.
+    pub fn take_stats(&self) -> Vec<(FunctionKey, FunctionStats)> {
+        // Forgets log-rate state of plugins that have been quiet long enough
+        // to be back at a full burst, so the limiter does not grow forever.
+        self.inner.log_limiter.retain_recent();
+        self.inner.stats.take()
+    }
+
+    /// Puts aggregates back, after writing them failed, so that the next
+    /// write includes them.
+    pub fn restore_stats(&self, stats: Vec<(FunctionKey, FunctionStats)>) {
+        self.inner.stats.restore(stats);
     }
 
     /// The engine's configuration.
@@ -267,7 +292,9 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .max_tables_per_component(MAX_CORE_INSTANCES as u32)
         .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
         .max_memory_size(config.policy.max_memory_bytes as usize)
-        .table_elements(super::limits::MAX_TABLE_ELEMENTS);
+        .table_elements(super::limits::MAX_TABLE_ELEMENTS)
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES);
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(config.fuel)

@@ -32,6 +32,7 @@ mod fault;
 mod limits;
 mod record;
 mod state;
+mod stats;
 mod warm;
 
 pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, types};
@@ -44,7 +45,8 @@ pub use fault::{Fault, FaultClass};
 pub use limits::{EffectiveLimits, LimitPolicy};
 pub use record::{CallRecord, RECORD_TARGET};
 pub use state::{
-    DirectoryGrant, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS, MAX_LOG_FIELDS,
-    MAX_LOG_MESSAGE_CHARS, MAX_LOG_RECORDS_PER_CALL,
+    DirectoryGrant, LOG_RECORDS_PER_SECOND, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS,
+    MAX_LOG_FIELDS, MAX_LOG_MESSAGE_CHARS, MAX_LOG_RECORDS_PER_CALL,
 };
+pub use stats::{FunctionKey, FunctionStats, LATENCY_BUCKET_COUNT, LATENCY_BUCKETS_US};
 pub use types::{Column, DataType, Description, Function};

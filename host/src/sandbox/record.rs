@@ -89,8 +89,5 @@ impl CallRecord {
             error = %self.error,
             "udf call"
         );
-        // TODO: fold records into per-function aggregates (calls, rows,
-        // faults by class, latency histogram) and write them to
-        // `sandtable.function_stats` each minute.
     }
 }

@@ -17,6 +17,9 @@ use super::limits::Limiter;
 /// The most log records a guest may write in one call; later ones are
 /// counted and dropped.
 pub const MAX_LOG_RECORDS_PER_CALL: u32 = 256;
+/// The log records a second that one tenant's plugin may write across all
+/// its calls, after a burst of [`MAX_LOG_RECORDS_PER_CALL`].
+pub const LOG_RECORDS_PER_SECOND: u32 = 100;
 /// The most characters of a log message that are kept.
 pub const MAX_LOG_MESSAGE_CHARS: usize = 1024;
 /// The most fields of a log record that are kept.
@@ -35,6 +38,17 @@ pub struct DirectoryGrant {
     pub host_path: PathBuf,
 }
 
+/// The rate limit on guest log records, keyed by tenant and plugin.
+pub(crate) type LogLimiter = governor::DefaultKeyedRateLimiter<String>;
+
+/// Creates the log limiter: [`LOG_RECORDS_PER_SECOND`] with a burst of
+/// [`MAX_LOG_RECORDS_PER_CALL`].
+pub(crate) fn log_limiter() -> LogLimiter {
+    let rate = std::num::NonZeroU32::new(LOG_RECORDS_PER_SECOND).expect("the rate is not 0");
+    let burst = std::num::NonZeroU32::new(MAX_LOG_RECORDS_PER_CALL).expect("the burst is not 0");
+    LogLimiter::keyed(governor::Quota::per_second(rate).allow_burst(burst))
+}
+
 /// Names that appear in every log record a guest writes.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct GuestLabels {
@@ -49,6 +63,8 @@ pub(crate) struct StoreState {
     table: ResourceTable,
     pub limiter: Limiter,
     pub labels: GuestLabels,
+    log_limiter: Arc<LogLimiter>,
+    log_key: String,
     pub log_records: u32,
     pub log_dropped: u32,
     pub stdout: CapturedOutput,
@@ -62,6 +78,7 @@ impl StoreState {
         grants: &[DirectoryGrant],
         memory_bytes: u64,
         labels: GuestLabels,
+        log_limiter: Arc<LogLimiter>,
     ) -> wasmtime::Result<Self> {
         let stdout = CapturedOutput::new(MAX_CAPTURED_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(MAX_CAPTURED_OUTPUT_BYTES);
@@ -81,6 +98,8 @@ impl StoreState {
             wasi: builder.build(),
             table: ResourceTable::new(),
             limiter: Limiter::new(memory_bytes),
+            log_key: format!("{}/{}", labels.tenant, labels.plugin),
+            log_limiter,
             labels,
             log_records: 0,
             log_dropped: 0,
@@ -135,7 +154,7 @@ impl StoreState {
                 plugin = %labels.plugin,
                 function = %labels.function,
                 dropped_records = self.log_dropped,
-                "guest log records over the per-call limit were dropped"
+                "guest log records over the rate limit were dropped"
             );
             self.log_dropped = 0;
         }
@@ -153,7 +172,8 @@ impl WasiView for StoreState {
 
 impl log::Host for StoreState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
-        if self.log_records >= MAX_LOG_RECORDS_PER_CALL {
+        let over_call_cap = self.log_records >= MAX_LOG_RECORDS_PER_CALL;
+        if over_call_cap || self.log_limiter.check_key(&self.log_key).is_err() {
             self.log_dropped = self.log_dropped.saturating_add(1);
             return;
         }
