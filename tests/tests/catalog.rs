@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use sandtable::catalog::{Catalog, CatalogError, DEFAULT_TENANT, PluginRef};
+use sandtable::catalog::{Catalog, CatalogError, DEFAULT_TENANT, PluginRef, Tenant};
 use sandtable::sandbox::{Column, DataType, DirectoryGrant, EngineConfig, UdfEngine};
+use sandtable_tests::TestDb;
 use serde_json::json;
 
 fn plugin_bytes(file: &str) -> Vec<u8> {
@@ -15,15 +16,22 @@ fn engine() -> UdfEngine {
     UdfEngine::new(EngineConfig::default()).expect("the engine starts")
 }
 
+/// Opens the catalog in a fresh database; the database lives as long as the
+/// returned `TestDb`.
+async fn open_catalog() -> anyhow::Result<(TestDb, Catalog, Tenant)> {
+    let db = sandtable_tests::fresh_database().await?;
+    let catalog = Catalog::open(db.pool().clone()).await?;
+    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    Ok((db, catalog, tenant))
+}
+
 fn reference(text: &str) -> PluginRef {
     text.parse().expect("a valid reference")
 }
 
 #[tokio::test]
 async fn catalog_adds_versions_and_removes_them() -> anyhow::Result<()> {
-    let db = sandtable_tests::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
-    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    let (_db, catalog, tenant) = open_catalog().await?;
     let engine = engine();
 
     let text_bytes = plugin_bytes("text.wasm");
@@ -96,9 +104,7 @@ async fn catalog_adds_versions_and_removes_them() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn catalog_loads_plugin_with_its_grants() -> anyhow::Result<()> {
-    let db = sandtable_tests::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
-    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    let (_db, catalog, tenant) = open_catalog().await?;
     let engine = engine();
 
     let bytes = plugin_bytes("hostile.wasm");
@@ -139,9 +145,7 @@ async fn catalog_loads_plugin_with_its_grants() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn call_stats_are_written_and_summed() -> anyhow::Result<()> {
-    let db = sandtable_tests::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
-    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    let (_db, catalog, tenant) = open_catalog().await?;
     let engine = engine();
     let bytes = plugin_bytes("hostile.wasm");
     let plugin = engine.load(&bytes)?;

@@ -19,7 +19,7 @@ use wasmtime::component::Instance;
 use super::bindings::Plugin;
 use super::column::ColumnBuilder;
 use super::engine::{LoadedPlugin, UdfEngine};
-use super::fault::{self, Fault, FaultClass, FaultEvidence};
+use super::fault::{self, Fault, FaultClass};
 use super::limits::EffectiveLimits;
 use super::record::CallRecord;
 use super::state::{DirectoryGrant, GuestLabels, MAX_LOG_MESSAGE_CHARS, StoreState, sanitize};
@@ -310,11 +310,7 @@ impl UdfEngine {
             Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
             Ok(Err(error)) => Err(guest_call_error(error)),
             Err(error) => {
-                let state = store.data();
-                let evidence = FaultEvidence {
-                    growth_denied: state.limiter.growth_denied,
-                    oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
-                };
+                let evidence = store.data().fault_evidence();
                 Err(fault::classify(&error, evidence, &job.limits.summary(rows)))
             }
         };
@@ -329,7 +325,9 @@ impl UdfEngine {
             // is kept.
             if outcome.is_ok() {
                 instance.calls += 1;
-                self.inner.warm.checkin(key, instance);
+                self.inner
+                    .warm
+                    .checkin(key, instance, self.inner.config.warm_idle_timeout);
             }
         }
         Ok((outcome, record))
@@ -383,10 +381,7 @@ impl UdfEngine {
 
         let fault_of = |store: &mut Store<StoreState>, error: wasmtime::Error, what: &str| {
             let state = store.data_mut();
-            let evidence = FaultEvidence {
-                growth_denied: state.limiter.growth_denied,
-                oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
-            };
+            let evidence = state.fault_evidence();
             state.flush_output();
             let mut fault = fault::classify(&error, evidence, &job.limits.summary(0));
             fault.message = format!("{what}: {}", fault.message);
@@ -472,13 +467,10 @@ pub(crate) fn describe(
         .pre
         .instantiate(&mut store)
         .and_then(|bindings| bindings.sandtable_udf_udf().call_describe(&mut store));
+    // The evidence is read before the flush, which empties stderr.
+    let evidence = store.data().fault_evidence();
     store.data_mut().flush_output();
     result.map_err(|error| {
-        let state = store.data();
-        let evidence = FaultEvidence {
-            growth_denied: state.limiter.growth_denied,
-            oom_message: state.stderr.contains(fault::RUST_OOM_MESSAGE),
-        };
         LoadError::DescribeFailed(fault::classify(&error, evidence, &setup.summary(0)).to_string())
     })
 }

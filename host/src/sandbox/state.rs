@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::log::{self, Level};
+use super::fault::{FaultEvidence, RUST_OOM_MESSAGE};
 use super::limits::Limiter;
 
 /// The most log records a guest may write in one call; later ones are
@@ -106,6 +107,14 @@ impl StoreState {
             stdout,
             stderr,
         })
+    }
+
+    /// Returns what the store saw that helps classify a failed call.
+    pub fn fault_evidence(&self) -> FaultEvidence {
+        FaultEvidence {
+            growth_denied: self.limiter.growth_denied,
+            oom_message: self.stderr.contains(RUST_OOM_MESSAGE),
+        }
     }
 
     /// Starts a new call on a warm instance.

@@ -3,7 +3,8 @@
 //! A warm instance belongs to one tenant and one plugin version, and is
 //! never handed to another. It is dropped after any fault, after a number
 //! of calls, or when it sits idle too long, and the least recently used one
-//! makes room when the pool is full.
+//! makes room when the pool is full. Idle instances are checked against the
+//! timeout whenever the pool is used, not by a timer of their own.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -59,13 +60,15 @@ impl WarmPool {
         Some(idle.swap_remove(position).1)
     }
 
-    /// Returns an instance after a call that did not fault.
-    pub fn checkin(&self, key: WarmKey, mut instance: WarmInstance) {
+    /// Returns an instance after a call that did not fault, dropping idle
+    /// instances past `idle_timeout` on the way.
+    pub fn checkin(&self, key: WarmKey, mut instance: WarmInstance, idle_timeout: Duration) {
         if self.max == 0 {
             return;
         }
         instance.last_used = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.retain(|(_, idle)| idle.last_used.elapsed() < idle_timeout);
         if idle.len() >= self.max
             && let Some(oldest) = idle
                 .iter()

@@ -1,0 +1,188 @@
+//! The `sandtable` binary end to end, on an embedded cluster of its own.
+//!
+//! The plugins come from `plugins/target/wasm32-wasip2/release`, which the
+//! `sandtable-tests` build script fills before any test of the workspace
+//! runs (`scripts/test` also builds them first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn plugin(file: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../plugins/target/wasm32-wasip2/release")
+        .join(file);
+    assert!(
+        path.exists(),
+        "{} is missing; build the plugins with `scripts/test` or \
+         `cargo build --release --target wasm32-wasip2 --manifest-path plugins/Cargo.toml`",
+        path.display()
+    );
+    path
+}
+
+struct Cli {
+    home: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        // A short path, since the cluster's socket path must stay under 107 bytes.
+        let home = tempfile::Builder::new()
+            .prefix("st-cli-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        Cli { home }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sandtable"))
+            .args(args)
+            .env("SANDTABLE_HOME", self.home.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("SANDTABLE_LOG")
+            .output()
+            .expect("the binary runs")
+    }
+
+    /// Runs a command that must succeed; returns its standard output.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "`sandtable {}` failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Runs a command that must fail with exit code 1; returns its standard
+    /// error.
+    fn fails(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "`sandtable {}`",
+            args.join(" ")
+        );
+        String::from_utf8(output.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.ok(args)).expect("the command prints JSON")
+    }
+}
+
+impl Drop for Cli {
+    fn drop(&mut self) {
+        let _ = self.run(&["db", "stop"]);
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn cli_plugin_lifecycle() {
+    let cli = Cli::new();
+    let text = plugin("text.wasm");
+    let arith = plugin("arith.wasm");
+
+    let checked = cli.ok(&["plugin", "check", path_str(&text)]);
+    assert!(checked.contains("valid plugin text"), "{checked}");
+    assert!(checked.contains("upper(s: string) -> string"), "{checked}");
+
+    let added = cli.ok(&["plugin", "add", path_str(&text)]);
+    assert!(added.starts_with("added text@1"), "{added}");
+    let again = cli.ok(&["plugin", "add", path_str(&text)]);
+    assert!(again.contains("already holds this component"), "{again}");
+    let second = cli.ok(&["plugin", "add", path_str(&arith), "--name", "text"]);
+    assert!(second.starts_with("added text@2"), "{second}");
+
+    let listed = cli.json(&["plugin", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let shown = cli.json(&["plugin", "show", "text@1", "--json"]);
+    assert_eq!(shown["entry"]["version"], 1);
+    assert!(shown["effective_limits"]["upper"]["fuel_per_row"].is_u64());
+
+    let called = cli.json(&["plugin", "call", "text@1.upper", "--arg", "hi", "--json"]);
+    assert_eq!(called["rows"][0]["value"], "HI");
+    assert_eq!(called["records"].as_array().unwrap().len(), 1);
+    let divided = cli.json(&[
+        "plugin",
+        "call",
+        "text@2.div",
+        "--arg",
+        "-7",
+        "--arg",
+        "0",
+        "--json",
+    ]);
+    assert_eq!(divided["rows"][0]["value"], Value::Null);
+    assert_eq!(divided["rows"][0]["error_type"], "guest_error");
+
+    let stats = cli.json(&["stats", "--json"]);
+    let upper = stats
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["function"] == "upper")
+        .expect("stats list the call to upper");
+    assert_eq!(upper["calls"], 1);
+
+    let removed = cli.ok(&["plugin", "remove", "text@1"]);
+    assert_eq!(removed.trim(), "removed text@1");
+    let listed = cli.json(&["plugin", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn cli_errors_name_value_and_fix() {
+    let cli = Cli::new();
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["plugin".into(), "check".into(), path_str(&readme).into()],
+            "not a WebAssembly component",
+        ),
+        (
+            vec!["plugin".into(), "add".into(), "/nonexistent.wasm".into()],
+            "cannot read `/nonexistent.wasm`",
+        ),
+        (
+            vec!["plugin".into(), "show".into(), "missing".into()],
+            "plugin `missing` not found",
+        ),
+        (
+            vec!["plugin".into(), "show".into(), "bad name".into()],
+            "invalid plugin reference `bad name`",
+        ),
+        (
+            vec!["plugin".into(), "remove".into(), "missing".into()],
+            "pass `--all-versions`",
+        ),
+        (
+            vec!["plugin".into(), "call".into(), "upper".into()],
+            "must be `PLUGIN.FUNCTION`",
+        ),
+    ];
+    for (args, expected) in &cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let stderr = cli.fails(&args);
+        assert!(stderr.contains(expected), "`{}`: {stderr}", args.join(" "));
+    }
+
+    cli.ok(&["plugin", "add", path_str(&plugin("arith.wasm"))]);
+    let stderr = cli.fails(&["plugin", "call", "arith.nope", "--arg", "1"]);
+    assert!(stderr.contains("no function `nope`"), "{stderr}");
+    assert!(stderr.contains("add(a: int, b: int) -> int"), "{stderr}");
+    let stderr = cli.fails(&["plugin", "call", "arith.add", "--arg", "one", "--arg", "2"]);
+    assert!(stderr.contains("`--arg one`"), "{stderr}");
+    assert!(stderr.contains("is not JSON"), "{stderr}");
+    let stderr = cli.fails(&["plugin", "call", "arith.add", "--arg", "1"]);
+    assert!(stderr.contains("takes 2 arguments"), "{stderr}");
+}
