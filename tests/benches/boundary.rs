@@ -17,6 +17,8 @@ const TOTAL_ROWS: usize = 1_000_000;
 const BATCH_SIZES: [usize; 4] = [1, 32, 1024, 8192];
 /// Small batches run fewer rows, so that batch size 1 does not take minutes.
 const MAX_CALLS: usize = 20_000;
+/// Calls of the fresh-instance section.
+const FRESH_CALLS: usize = 20_000;
 
 fn plugin_bytes(file: &str) -> Vec<u8> {
     std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)).expect("plugins are built")
@@ -213,13 +215,13 @@ fn throughput() {
 fn fresh_instance() {
     let engine = new_engine(true, true);
     let arith = engine.load(&plugin_bytes("arith.wasm")).unwrap();
-    println!("\nFresh-instance call of one row (arith.add), 5,000 calls");
+    println!("\nFresh-instance call of one row (arith.add), {FRESH_CALLS} calls");
     let args = vec![int_column(&[1]), int_column(&[2])];
     let context = context();
     let mut wall = Vec::new();
     let mut instantiate = Vec::new();
     let mut guest = Vec::new();
-    for _ in 0..5_000 {
+    for _ in 0..FRESH_CALLS {
         let started = Instant::now();
         let output = engine.call(&arith, &context, "add", &args, 1).unwrap();
         wall.push(started.elapsed().as_micros() as u64);

@@ -31,11 +31,6 @@ pub const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 /// The number of instances that may exist at once by default.
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
 
-/// How much of a freed memory or table slot the pooling allocator zeroes in
-/// place instead of returning to the kernel, so that the next instance
-/// does not page-fault on it again.
-const KEEP_RESIDENT_BYTES: usize = 2 << 20;
-
 /// Interface prefixes of the WASI imports a guest may have. Everything else,
 /// `wasi:sockets` and `wasi:http` among them, is rejected at load.
 const GRANTED_WASI_IMPORTS: &[&str] = &[
@@ -292,9 +287,7 @@ fn wasmtime_config(config: &EngineConfig) -> Config {
         .max_tables_per_component(MAX_CORE_INSTANCES as u32)
         .max_core_instances_per_component(MAX_CORE_INSTANCES as u32)
         .max_memory_size(config.policy.max_memory_bytes as usize)
-        .table_elements(super::limits::MAX_TABLE_ELEMENTS)
-        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
-        .table_keep_resident(KEEP_RESIDENT_BYTES);
+        .table_elements(super::limits::MAX_TABLE_ELEMENTS);
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
         .consume_fuel(config.fuel)
