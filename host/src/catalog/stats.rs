@@ -72,10 +72,12 @@ impl Catalog {
         Ok(())
     }
 
-    /// Starts a task that flushes the engine's aggregates every `interval`,
-    /// logging failures. The task ends when the returned handle is aborted
-    /// or dropped with the runtime; call [`Catalog::flush_stats`] once more
-    /// before exit to write the last partial interval.
+    /// Starts a task that flushes the engine's aggregates every `interval`
+    /// and logs failures.
+    ///
+    /// The task runs until the returned handle is aborted or the runtime
+    /// shuts down. Call [`Catalog::flush_stats`] once more before exit, so
+    /// that the last partial interval is written too.
     pub fn spawn_stats_writer(
         &self,
         engine: UdfEngine,

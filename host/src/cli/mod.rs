@@ -68,8 +68,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// What commands share: the database configuration and a lazily opened
-/// engine and catalog.
+/// The state that commands share: the database configuration, from which
+/// each command opens the engine and the catalog it needs.
 pub(crate) struct Env {
     config: DatabaseConfig,
 }

@@ -15,25 +15,26 @@ use super::bindings::log::{self, Level};
 use super::fault::{FaultEvidence, RUST_OOM_MESSAGE};
 use super::limits::Limiter;
 
-/// The most log records a guest may write in one call; later ones are
-/// counted and dropped.
+/// The maximum number of log records a guest may write in one call; later
+/// ones are counted and dropped.
 pub const MAX_LOG_RECORDS_PER_CALL: u32 = 256;
 /// The log records a second that one tenant's plugin may write across all
 /// its calls, after a burst of [`MAX_LOG_RECORDS_PER_CALL`].
 pub const LOG_RECORDS_PER_SECOND: u32 = 100;
-/// The most characters of a log message that are kept.
+/// The maximum number of characters kept of a log message.
 pub const MAX_LOG_MESSAGE_CHARS: usize = 1024;
-/// The most fields of a log record that are kept.
+/// The maximum number of fields kept of a log record.
 pub const MAX_LOG_FIELDS: usize = 16;
-/// The most characters of a field key or value that are kept.
+/// The maximum number of characters kept of a field key or value.
 pub const MAX_LOG_FIELD_CHARS: usize = 256;
-/// The most bytes of stdout, and separately of stderr, kept from one call.
+/// The maximum number of bytes kept of stdout, and separately of stderr, in
+/// one call.
 pub const MAX_CAPTURED_OUTPUT_BYTES: usize = 64 << 10;
 
 /// A directory the operator grants a plugin, mounted read-only.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirectoryGrant {
-    /// The path the guest sees, such as `/model`.
+    /// The path of the directory inside the guest, such as `/model`.
     pub guest_path: String,
     /// The directory on the host.
     pub host_path: PathBuf,

@@ -20,7 +20,7 @@ pub const LATENCY_BUCKETS_US: [u64; 19] = [
 /// The number of histogram buckets, the overflow bucket included.
 pub const LATENCY_BUCKET_COUNT: usize = LATENCY_BUCKETS_US.len() + 1;
 
-/// What the aggregates are kept per.
+/// The key of one function's aggregates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct FunctionKey {
     /// The tenant.

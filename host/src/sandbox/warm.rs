@@ -14,7 +14,7 @@ use wasmtime::Store;
 use super::bindings::Plugin;
 use super::state::StoreState;
 
-/// Who may reuse a warm instance.
+/// The owner of a warm instance: only calls with the same key reuse it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct WarmKey {
     pub tenant: String,
