@@ -15,11 +15,14 @@ pub enum LogFormat {
 ///
 /// `SANDTABLE_LOG` (an `EnvFilter` directive such as `sandtable=debug`)
 /// chooses what is printed. Without it, text output shows warnings and JSON
-/// output shows information records, timing records among them.
+/// output shows information records, timing records among them, except
+/// Postgres notices.
 pub fn init(format: LogFormat) {
+    // Postgres notices such as "extension already exists, skipping" come
+    // from idempotent set-up statements and say nothing to the user.
     let default = match format {
         LogFormat::Text => "warn",
-        LogFormat::Json => "info",
+        LogFormat::Json => "info,sqlx::postgres::notice=warn",
     };
     let filter =
         EnvFilter::try_from_env("SANDTABLE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
