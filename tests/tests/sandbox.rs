@@ -274,6 +274,28 @@ fn infinite_loop_is_stopped_by_deadline() {
 }
 
 #[test]
+fn sleep_in_host_clock_is_stopped_by_deadline() {
+    let output = call_in(
+        tight_engine(),
+        "hostile.wasm",
+        "sleep",
+        &[ints(&[Some(5_000)])],
+    );
+    assert_eq!(classes(&output), [Some(FaultClass::DeadlineExceeded)]);
+    let guest = Duration::from_micros(output.records[0].guest_us);
+    assert!(
+        guest < TIGHT_DEADLINE * 2,
+        "slept for {guest:?}, past twice the deadline"
+    );
+    let short = call_in(tight_engine(), "hostile.wasm", "sleep", &[ints(&[Some(1)])]);
+    assert_eq!(
+        values(&short),
+        [json!(1)],
+        "a sleep within the deadline completes"
+    );
+}
+
+#[test]
 fn timed_out_half_is_not_split_again() {
     let output = call_in(
         tight_engine(),

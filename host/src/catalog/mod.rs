@@ -63,6 +63,19 @@ pub enum CatalogError {
         #[source]
         source: LoadError,
     },
+    /// A stored component's bytes no longer match their sha256.
+    #[error(
+        "stored plugin `{reference}` is corrupt: its bytes hash to {actual}, not {stored}; \
+         remove it and add the component again"
+    )]
+    CorruptComponent {
+        /// The plugin and version.
+        reference: String,
+        /// The sha256 stored with it.
+        stored: String,
+        /// The sha256 of the stored bytes.
+        actual: String,
+    },
     /// A stored description does not parse.
     #[error("stored description of `{reference}` is unreadable: {detail}")]
     CorruptDescription {

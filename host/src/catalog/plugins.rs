@@ -391,6 +391,10 @@ impl Catalog {
     /// Loads the version a reference names into `engine`, with the call
     /// context that names it and its granted directories.
     ///
+    /// The plugin runs under the description stored when it was added, not
+    /// under what its `describe` would return now, so a component cannot
+    /// change its types, strictness or limits after the operator saw them.
+    ///
     /// # Errors
     ///
     /// Fails when the reference matches nothing or the stored component no
@@ -405,13 +409,22 @@ impl Catalog {
         let bytes = self.plugin_component(tenant, &entry).await?;
         let directories = self.directories(tenant, &entry.name).await?;
         let engine = engine.clone();
-        let plugin = tokio::task::spawn_blocking(move || engine.load(&bytes))
-            .await
-            .expect("the plugin load task does not panic")
-            .map_err(|source| CatalogError::Load {
+        let description = entry.description.clone();
+        let plugin =
+            tokio::task::spawn_blocking(move || engine.load_described(&bytes, description))
+                .await
+                .expect("the plugin load task does not panic")
+                .map_err(|source| CatalogError::Load {
+                    reference: entry.reference(),
+                    source,
+                })?;
+        if plugin.sha256() != entry.sha256 {
+            return Err(CatalogError::CorruptComponent {
                 reference: entry.reference(),
-                source,
-            })?;
+                stored: entry.sha256.clone(),
+                actual: plugin.sha256().to_owned(),
+            });
+        }
         let context = CallContext {
             tenant: tenant.name.clone(),
             plugin: entry.name.clone(),

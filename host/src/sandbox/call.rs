@@ -303,10 +303,23 @@ impl UdfEngine {
             args,
             rows as u32,
         );
-        record.guest_us = guest_started.elapsed().as_micros() as u64;
+        let guest_time = guest_started.elapsed();
+        record.guest_us = guest_time.as_micros() as u64;
         record.fuel_used += fuel_used(store, fuel);
 
+        // The epoch ticker can fire a tick late, and a guest woken from a
+        // clock wait at its deadline may return before the next epoch check,
+        // so a late return is a deadline fault too.
+        let late = self.inner.config.epochs && guest_time > job.limits.deadline;
         let outcome = match returned {
+            Ok(_) if late => Err(Fault::new(
+                FaultClass::DeadlineExceeded,
+                format!(
+                    "the call returned after {} ms, past its deadline ({})",
+                    guest_time.as_millis(),
+                    job.limits.summary(rows)
+                ),
+            )),
             Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
             Ok(Err(error)) => Err(guest_call_error(error)),
             Err(error) => {
@@ -349,6 +362,7 @@ impl UdfEngine {
         if !config.epochs {
             return Ok(());
         }
+        store.data_mut().deadline = Some(Instant::now() + deadline);
         let tick = config.epoch_tick.as_nanos().max(1);
         let ticks = deadline.as_nanos().div_ceil(tick) as u64;
         store.set_epoch_deadline(ticks.max(1));

@@ -199,6 +199,42 @@ impl UdfEngine {
     /// too large, an import the host does not grant, another world, a
     /// description that fails validation, or a failure of `describe`.
     pub fn load(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let mut plugin = self.prepare(bytes)?;
+        let description = super::call::describe(self, &plugin)?;
+        describe::validate(&description).map_err(LoadError::InvalidDescription)?;
+        Arc::get_mut(&mut plugin.inner)
+            .expect("a plugin being loaded has no other handles")
+            .description = description;
+        Ok(plugin)
+    }
+
+    /// Loads a component with a description stored earlier, without running
+    /// its `describe` again.
+    ///
+    /// The host enforces the description it was given, which is the one the
+    /// operator reviewed, whatever the guest would answer now.
+    ///
+    /// # Errors
+    ///
+    /// Fails as [`UdfEngine::load`] does, and with
+    /// [`LoadError::InvalidDescription`] when the stored description breaks a
+    /// rule of this host version.
+    pub fn load_described(
+        &self,
+        bytes: &[u8],
+        description: Description,
+    ) -> Result<LoadedPlugin, LoadError> {
+        describe::validate(&description).map_err(LoadError::InvalidDescription)?;
+        let mut plugin = self.prepare(bytes)?;
+        Arc::get_mut(&mut plugin.inner)
+            .expect("a plugin being loaded has no other handles")
+            .description = description;
+        Ok(plugin)
+    }
+
+    /// Checks, compiles and links a component, leaving its description
+    /// empty.
+    fn prepare(&self, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
         let config = &self.inner.config;
         if bytes.len() > config.max_component_bytes {
             return Err(LoadError::TooLarge {
@@ -225,7 +261,7 @@ impl UdfEngine {
         })?;
         let init = lifecycle_init(&component);
 
-        let mut plugin = LoadedPlugin {
+        Ok(LoadedPlugin {
             inner: Arc::new(PluginInner {
                 sha256,
                 size_bytes: bytes.len(),
@@ -235,13 +271,7 @@ impl UdfEngine {
                 init,
                 description: empty_description(),
             }),
-        };
-        let description = super::call::describe(self, &plugin)?;
-        describe::validate(&description).map_err(LoadError::InvalidDescription)?;
-        Arc::get_mut(&mut plugin.inner)
-            .expect("a plugin being loaded has no other handles")
-            .description = description;
-        Ok(plugin)
+        })
     }
 
     /// Compiles `bytes`, or loads the result from the cache. Returns whether

@@ -69,6 +69,9 @@ pub(crate) struct StoreState {
     log_key: String,
     pub log_records: u32,
     pub log_dropped: u32,
+    /// When the current guest entry must end; clock subscriptions are cut
+    /// short at this instant.
+    pub deadline: Option<std::time::Instant>,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
 }
@@ -105,6 +108,7 @@ impl StoreState {
             labels,
             log_records: 0,
             log_dropped: 0,
+            deadline: None,
             stdout,
             stderr,
         })
@@ -242,7 +246,10 @@ fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     sync::io::poll::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     sync::io::streams::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<T, DeadlineClocks>(l, |t| DeadlineClock {
+        deadline: t.deadline,
+        inner: t.clocks(),
+    })?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
     random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;
@@ -259,6 +266,65 @@ fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     Ok(())
+}
+
+/// The `HasData` marker for the monotonic clock that stops at the deadline.
+struct DeadlineClocks;
+
+impl HasData for DeadlineClocks {
+    type Data<'a> = DeadlineClock<'a>;
+}
+
+/// `wasi:clocks/monotonic-clock` with every subscription cut short at the
+/// call's deadline.
+///
+/// Epoch interruption only stops a guest that is running wasm code, so a
+/// guest asleep in `wasi:io/poll` would otherwise wait out its own timeout.
+/// Waking it at the deadline returns it to wasm code, where the next epoch
+/// check traps.
+struct DeadlineClock<'a> {
+    inner: wasmtime_wasi::clocks::WasiClocksCtxView<'a>,
+    deadline: Option<std::time::Instant>,
+}
+
+impl DeadlineClock<'_> {
+    /// Shortens `nanos` so that it ends 1 ms past the deadline at the latest,
+    /// leaving the epoch ticker time to fire first.
+    fn clamp(&self, nanos: u64) -> u64 {
+        let Some(deadline) = self.deadline else {
+            return nanos;
+        };
+        let left = deadline.saturating_duration_since(std::time::Instant::now())
+            + std::time::Duration::from_millis(1);
+        nanos.min(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::clocks::monotonic_clock::Host for DeadlineClock<'_> {
+    fn now(&mut self) -> wasmtime::Result<u64> {
+        self.inner.now()
+    }
+
+    fn resolution(&mut self) -> wasmtime::Result<u64> {
+        self.inner.resolution()
+    }
+
+    fn subscribe_instant(
+        &mut self,
+        when: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let now = self.inner.now()?;
+        let nanos = self.clamp(when.saturating_sub(now));
+        self.inner.subscribe_duration(nanos)
+    }
+
+    fn subscribe_duration(
+        &mut self,
+        nanos: u64,
+    ) -> wasmtime::Result<wasmtime::component::Resource<wasmtime_wasi::p2::DynPollable>> {
+        let nanos = self.clamp(nanos);
+        self.inner.subscribe_duration(nanos)
+    }
 }
 
 struct IoImport;

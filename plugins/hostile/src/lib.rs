@@ -153,8 +153,17 @@ fn echo(x: i64) -> i64 {
     x
 }
 
+/// Sleeps `ms` milliseconds in the host's clock, where no wasm code runs to
+/// check the deadline, then returns `ms`.
+#[udf]
+fn sleep(ms: i64) -> i64 {
+    std::thread::sleep(std::time::Duration::from_millis(ms.max(0) as u64));
+    ms
+}
+
 sandtable_guest::plugin!(
     functions = [
+        sleep,
         spin,
         hog,
         recurse,
