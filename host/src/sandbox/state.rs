@@ -333,8 +333,9 @@ impl HasData for IoImport {
     type Data<'a> = &'a mut ResourceTable;
 }
 
-/// Escapes control characters and caps the length, so that a guest's text
-/// cannot start a new log line or move the terminal's cursor.
+/// Escapes control characters, line separators and bidirectional controls,
+/// and caps the length, so that a guest's text cannot start a new log line,
+/// move the terminal's cursor or reverse the text around it.
 pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 16));
     for (count, c) in text.chars().enumerate() {
@@ -343,7 +344,7 @@ pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
             out.push_str(&format!("… ({rest} more characters)"));
             break;
         }
-        if c.is_control() {
+        if super::describe::is_unsafe_char(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -486,6 +487,14 @@ mod tests {
     fn sanitize_escapes_control_characters() {
         let text = sanitize("line\nforged\x1b[31m\r", 100);
         assert_eq!(text, "line\\nforged\\u{1b}[31m\\r");
+    }
+
+    #[test]
+    fn sanitize_escapes_separators_and_bidi_controls() {
+        assert_eq!(
+            sanitize("a\u{2028}b\u{202e}c", 100),
+            "a\\u{2028}b\\u{202e}c"
+        );
     }
 
     #[test]
