@@ -63,6 +63,25 @@ pub enum CatalogError {
         #[source]
         source: LoadError,
     },
+    /// A grant names a directory the plugin does not ask for.
+    #[error("plugin `{plugin}` does not ask for directory `{guest_path}`; it asks for {declared}")]
+    UndeclaredDirectory {
+        /// The plugin's catalog name.
+        plugin: String,
+        /// The guest path of the grant.
+        guest_path: String,
+        /// The guest paths it does ask for, comma-separated, or `none`.
+        declared: String,
+    },
+    /// A grant would expose the root directory or a kernel file system.
+    #[error(
+        "granting `{host_path}` would expose the whole host or a kernel file system; grant a \
+         directory that holds only what the plugin needs"
+    )]
+    UnsafeGrant {
+        /// The host directory.
+        host_path: String,
+    },
     /// A stored component's bytes no longer match their sha256.
     #[error(
         "stored plugin `{reference}` is corrupt: its bytes hash to {actual}, not {stored}; \

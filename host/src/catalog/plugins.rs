@@ -281,11 +281,22 @@ impl Catalog {
                     hint: "; `sandtable plugin list` shows the stored plugins".to_owned(),
                 });
             }
+            let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant.id)
                 .bind(&reference.name)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+            // Grants go with the name, so that a new component added under
+            // it later starts with none.
+            sqlx::query(
+                "DELETE FROM sandtable.plugin_directories WHERE tenant_id = $1 AND plugin = $2",
+            )
+            .bind(tenant.id)
+            .bind(&reference.name)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
             versions
         } else {
             let entry = self.find_plugin(tenant, reference).await?;
@@ -318,13 +329,43 @@ impl Catalog {
     ///
     /// # Errors
     ///
-    /// Fails when the database does.
+    /// Returns [`CatalogError::PluginNotFound`] when no version of `plugin`
+    /// is stored, [`CatalogError::UndeclaredDirectory`] when its latest
+    /// version does not ask for `guest_path`, and
+    /// [`CatalogError::UnsafeGrant`] for the root directory or the kernel's
+    /// `/proc`, `/sys` and `/dev`.
     pub async fn grant_directory(
         &self,
         tenant: &Tenant,
         plugin: &str,
         grant: &DirectoryGrant,
     ) -> Result<(), CatalogError> {
+        let reference = PluginRef {
+            name: plugin.to_owned(),
+            selector: None,
+        };
+        let latest = self.find_plugin(tenant, &reference).await?;
+        let declared = &latest.description.capabilities.directories;
+        if !declared.contains(&grant.guest_path) {
+            return Err(CatalogError::UndeclaredDirectory {
+                plugin: plugin.to_owned(),
+                guest_path: grant.guest_path.clone(),
+                declared: if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                },
+            });
+        }
+        let host = &grant.host_path;
+        let kernel = ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|dir| host.starts_with(dir));
+        if host.parent().is_none() || kernel {
+            return Err(CatalogError::UnsafeGrant {
+                host_path: host.display().to_string(),
+            });
+        }
         sqlx::query(
             "INSERT INTO sandtable.plugin_directories (tenant_id, plugin, guest_path, host_path) \
              VALUES ($1, $2, $3, $4) \
@@ -407,7 +448,14 @@ impl Catalog {
     ) -> Result<(PluginEntry, LoadedPlugin, CallContext), CatalogError> {
         let entry = self.find_plugin(tenant, reference).await?;
         let bytes = self.plugin_component(tenant, &entry).await?;
-        let directories = self.directories(tenant, &entry.name).await?;
+        // Only the directories this version asks for are mounted.
+        let declared = &entry.description.capabilities.directories;
+        let directories: Vec<DirectoryGrant> = self
+            .directories(tenant, &entry.name)
+            .await?
+            .into_iter()
+            .filter(|grant| declared.contains(&grant.guest_path))
+            .collect();
         let engine = engine.clone();
         let description = entry.description.clone();
         let plugin =

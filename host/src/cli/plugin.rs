@@ -236,7 +236,7 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     println!("  size:     {} bytes", entry.size_bytes);
     println!("  added:    {}", entry.added_at);
     print_description(&entry.description, &policy);
-    print_grants(&entry.description, &directories);
+    print_grants(&entry.name, &entry.description, &directories);
     Ok(())
 }
 
@@ -303,15 +303,25 @@ fn print_description(description: &Description, policy: &LimitPolicy) {
     }
 }
 
-fn print_grants(description: &Description, directories: &[DirectoryGrant]) {
-    for path in &description.capabilities.directories {
+fn print_grants(name: &str, description: &Description, directories: &[DirectoryGrant]) {
+    let declared = &description.capabilities.directories;
+    for path in declared {
         match directories.iter().find(|grant| &grant.guest_path == path) {
             Some(grant) => println!("  directory {path}: granted {}", grant.host_path.display()),
             None => println!(
-                "  directory {path}: not granted; grant it with `sandtable plugin grant {} --dir {path}=HOST_DIR`",
-                description.name
+                "  directory {path}: not granted; grant it with `sandtable plugin grant {name} --dir {path}=HOST_DIR`"
             ),
         }
+    }
+    for grant in directories
+        .iter()
+        .filter(|grant| !declared.contains(&grant.guest_path))
+    {
+        println!(
+            "  directory {}: granted {}, but this version does not ask for it, so it is not mounted",
+            grant.guest_path,
+            grant.host_path.display()
+        );
     }
 }
 

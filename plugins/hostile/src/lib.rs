@@ -176,6 +176,7 @@ sandtable_guest::plugin!(
         fail_row,
         echo,
     ],
+    directories = ["/data"],
 );
 
 #[cfg(test)]
