@@ -396,6 +396,24 @@ fn output_over_cap_is_invalid_output() {
 }
 
 #[test]
+fn output_far_over_cap_is_invalid_output() {
+    // 20 MiB exceeds the 1 MiB cap by more than the hostcall fuel's slack,
+    // so wasmtime stops copying it before the host's own check runs.
+    let output = call_in(
+        tight_engine(),
+        "hostile.wasm",
+        "huge_output",
+        &[ints(&[Some(20 << 20)])],
+    );
+    assert_eq!(classes(&output), [Some(FaultClass::InvalidOutput)]);
+    assert!(
+        output.errors[0].message.contains("output cap"),
+        "{}",
+        output.errors[0].message
+    );
+}
+
+#[test]
 fn log_flood_is_capped_and_call_succeeds() {
     let events = capture_events(|| {
         let output = call_in(

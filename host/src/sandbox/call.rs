@@ -296,6 +296,7 @@ impl UdfEngine {
                 reason,
             });
         }
+        store.set_hostcall_fuel(hostcall_fuel(job.limits.output_bytes));
         let guest_started = Instant::now();
         let returned = instance.bindings.sandtable_udf_udf().call_call(
             &mut *store,
@@ -447,6 +448,13 @@ impl UdfEngine {
     }
 }
 
+/// Returns the bytes a guest may pass to the host in one call or return:
+/// the output cap plus room for row errors and layout, so that a slightly
+/// larger output reaches the host's own cap check and names the cap.
+fn hostcall_fuel(output_bytes: u64) -> usize {
+    usize::try_from(output_bytes.saturating_add(16 << 20)).unwrap_or(usize::MAX)
+}
+
 /// Computes the fuel a store used out of `given`, which is 0 when fuel is
 /// off.
 fn fuel_used(store: &Store<StoreState>, given: u64) -> u64 {
@@ -473,6 +481,7 @@ pub(crate) fn describe(
         .map_err(LoadError::engine)?;
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|state| &mut state.limiter);
+    store.set_hostcall_fuel(hostcall_fuel(setup.output_bytes));
     engine
         .arm(&mut store, setup.fuel_per_row, setup.deadline)
         .map_err(LoadError::Engine)?;

@@ -18,6 +18,9 @@
 //!   memory, so overflowing it wraps the stack pointer below address 0 and
 //!   shows as `Trap::MemoryOutOfBounds`: that is classed as a stack overflow
 //!   too, since safe Rust cannot produce it otherwise.
+//! - Data from the guest past the store's hostcall fuel, which the host
+//!   sets just above the output cap, is a plain error; it is classed as
+//!   [`FaultClass::InvalidOutput`].
 //! - Every other trap, including a Rust panic (which aborts with
 //!   `unreachable`), is a [`FaultClass::GuestTrap`].
 
@@ -124,6 +127,10 @@ pub(crate) struct FaultEvidence {
 /// memory.
 pub(crate) const RUST_OOM_MESSAGE: &str = "memory allocation of";
 
+/// The message of wasmtime 48's error when data from the guest exceeds the
+/// store's hostcall fuel, which the host sets just above the output cap.
+pub(crate) const HOSTCALL_FUEL_MESSAGE: &str = "fuel allocated for hostcalls has been exhausted";
+
 /// Classifies an error returned by wasmtime for a guest call.
 pub(crate) fn classify(error: &wasmtime::Error, evidence: FaultEvidence, limits: &str) -> Fault {
     let memory_evidence = evidence.growth_denied || evidence.oom_message;
@@ -149,6 +156,10 @@ pub(crate) fn classify(error: &wasmtime::Error, evidence: FaultEvidence, limits:
             "the guest accessed memory out of bounds, which in a Rust guest means its shadow stack overflowed",
         ),
         Some(trap) => Fault::new(FaultClass::GuestTrap, format!("the guest trapped: {trap}")),
+        None if root_message(error).contains(HOSTCALL_FUEL_MESSAGE) => Fault::new(
+            FaultClass::InvalidOutput,
+            format!("the guest returned more data than the output cap allows ({limits})"),
+        ),
         None if memory_evidence => Fault::new(
             FaultClass::MemoryLimit,
             format!("the guest ran out of memory ({limits})"),
