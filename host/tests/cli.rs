@@ -182,7 +182,27 @@ fn cli_errors_name_value_and_fix() {
     assert!(stderr.contains("add(a: int, b: int) -> int"), "{stderr}");
     let stderr = cli.fails(&["plugin", "call", "arith.add", "--arg", "one", "--arg", "2"]);
     assert!(stderr.contains("`--arg one`"), "{stderr}");
-    assert!(stderr.contains("is not JSON"), "{stderr}");
+    assert!(stderr.contains("is not of type int"), "{stderr}");
+    assert!(stderr.contains("write it like `7`"), "{stderr}");
+    let stderr = cli.fails(&["plugin", "call", "arith.add", "--arg", "7.5", "--arg", "2"]);
+    assert!(
+        stderr.contains("`--arg 7.5` for `a: int` is not of type int"),
+        "{stderr}"
+    );
     let stderr = cli.fails(&["plugin", "call", "arith.add", "--arg", "1"]);
-    assert!(stderr.contains("takes 2 arguments"), "{stderr}");
+    assert!(
+        stderr.contains("takes 2 arguments, but 1 `--arg` was given"),
+        "{stderr}"
+    );
+
+    let input = cli.home.path().join("rows.jsonl");
+    std::fs::write(&input, "{\"a\": 1, \"bee\": 2}\n").unwrap();
+    let input = path_str(&input);
+    let stderr = cli.fails(&["plugin", "call", "arith.add", "--input", input]);
+    assert!(
+        stderr.contains("has key `bee`, which is not a parameter"),
+        "{stderr}"
+    );
+    let stderr = cli.fails(&["plugin", "call", "arith.add", "--input", "/dev/zero"]);
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
 }

@@ -676,7 +676,12 @@ fn unknown_function_and_bad_arguments_are_refused() {
     let error = engine()
         .call(&plugin, &context, "upper", &[], 1)
         .unwrap_err();
-    assert!(error.to_string().contains("takes 1 arguments"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("takes 1 argument, but 0 were given"),
+        "{error}"
+    );
 }
 
 /// One captured `tracing` event: its target and fields as text.

@@ -48,15 +48,38 @@ enum Command {
 /// Parses the command line, runs the command, and returns the exit code:
 /// 0 on success, 1 on failure, 2 for a usage error.
 pub async fn main() -> ExitCode {
+    // Writing to a closed pipe (`sandtable plugin list | head -1`) then ends
+    // the process quietly, as other command-line tools do, instead of
+    // failing `println!` with a panic.
+    // SAFETY: `signal` only sets the process's disposition of SIGPIPE, and
+    // SIG_DFL is a valid one; no code of this process relies on ignoring it.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_chain(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Joins an error and its causes with `: `, leaving out a cause whose text
+/// the message already contains, since some errors (sqlx's among them)
+/// print their source and also return it as the source.
+fn error_chain(error: &anyhow::Error) -> String {
+    let mut message = error.to_string();
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+    }
+    message
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

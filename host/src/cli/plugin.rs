@@ -122,17 +122,48 @@ pub(crate) async fn run(command: PluginCommand, env: &Env) -> anyhow::Result<()>
 /// Reads a component file, refusing one over the engine's size cap before
 /// reading it.
 fn read_component(engine: &UdfEngine, file: &Path) -> anyhow::Result<Vec<u8>> {
-    let metadata =
-        std::fs::metadata(file).with_context(|| format!("cannot read `{}`", file.display()))?;
-    let max = engine.config().max_component_bytes;
-    if metadata.len() > max as u64 {
+    read_bounded(
+        file,
+        engine.config().max_component_bytes as u64,
+        "component size",
+    )
+}
+
+/// The largest `--input` file `plugin call` reads: 256 MiB.
+const MAX_INPUT_BYTES: u64 = 256 << 20;
+
+/// Reads a regular file of at most `max` bytes. The limit is checked while
+/// reading too, since a file can grow after its size was read.
+fn read_bounded(file: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+
+    let cannot_read = || format!("cannot read `{}`", file.display());
+    let opened = std::fs::File::open(file).with_context(cannot_read)?;
+    let metadata = opened.metadata().with_context(cannot_read)?;
+    if !metadata.is_file() {
         bail!(
-            "`{}` is {} bytes, over the maximum component size of {max} bytes",
-            file.display(),
-            metadata.len()
+            "`{}` is not a regular file; give the path of a file",
+            file.display()
         );
     }
-    std::fs::read(file).with_context(|| format!("cannot read `{}`", file.display()))
+    let too_large = |bytes: u64| {
+        anyhow::anyhow!(
+            "`{}` is {bytes} bytes, over the maximum {what} of {max} bytes",
+            file.display()
+        )
+    };
+    if metadata.len() > max {
+        return Err(too_large(metadata.len()));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    opened
+        .take(max + 1)
+        .read_to_end(&mut bytes)
+        .with_context(cannot_read)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 async fn load_file(engine: &UdfEngine, file: &Path) -> anyhow::Result<(Vec<u8>, LoadedPlugin)> {
@@ -463,50 +494,105 @@ async fn run_batch(
 }
 
 fn parse_arg_row(function: &Function, args: &[String]) -> anyhow::Result<Vec<Value>> {
-    if args.len() != function.params.len() {
+    let expected = function.params.len();
+    if args.len() != expected {
+        let hint = if args.is_empty() {
+            "; pass them with `--arg VALUE` in parameter order, or rows with `--input FILE`"
+        } else {
+            ""
+        };
         bail!(
-            "`{}` takes {} arguments, but {} `--arg` were given",
+            "`{}` takes {expected} {}, but {} `--arg` {} given{hint}",
             signature(function),
-            function.params.len(),
-            args.len()
+            plural(expected, "argument", "arguments"),
+            args.len(),
+            plural(args.len(), "was", "were"),
         );
     }
     function
         .params
         .iter()
         .zip(args)
-        .map(|(param, text)| match param.type_ {
-            DataType::String => Ok(Value::String(text.clone())),
-            _ => serde_json::from_str(text).with_context(|| {
-                format!(
-                    "`--arg {text}` for `{}: {}` is not JSON; write it as JSON, such as `42` or `[1, 2]`",
-                    param.name, param.type_
+        .map(|(param, text)| {
+            let not_of_type = || {
+                anyhow::anyhow!(
+                    "`--arg {text}` for `{}: {}` is not of type {}; write it like `{}`",
+                    param.name,
+                    param.type_,
+                    param.type_,
+                    example_of(&param.type_)
                 )
-            }),
+            };
+            let value = match param.type_ {
+                DataType::String => Value::String(text.clone()),
+                _ => serde_json::from_str(text).map_err(|_| not_of_type())?,
+            };
+            match Column::from_json(&param.type_, std::slice::from_ref(&value)) {
+                Ok(_) => Ok(value),
+                Err(_) => Err(not_of_type()),
+            }
         })
         .collect()
 }
 
+/// Returns a value of `data_type` as `--arg` takes it, for error messages.
+fn example_of(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Bool => "true".into(),
+        DataType::Int => "7".into(),
+        DataType::Float => "0.5".into(),
+        DataType::String => "some text".into(),
+        DataType::Bytes => "\"00ff\"".into(),
+        DataType::Json => "{\"key\": 1}".into(),
+        DataType::Timestamp => "1700000000000000".into(),
+        DataType::Vector(dimension) => {
+            let elements: Vec<&str> = (0..(*dimension).min(3)).map(|_| "0.5").collect();
+            let more = if *dimension > 3 { ", ..." } else { "" };
+            format!("[{}{more}] (with {dimension} numbers)", elements.join(", "))
+        }
+    }
+}
+
+fn plural<'a>(count: usize, one: &'a str, many: &'a str) -> &'a str {
+    if count == 1 { one } else { many }
+}
+
 fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<Value>>> {
-    let reader = std::io::BufReader::new(
-        std::fs::File::open(file).with_context(|| format!("cannot open `{}`", file.display()))?,
-    );
+    let bytes = read_bounded(file, MAX_INPUT_BYTES, "input size")?;
     let mut rows = Vec::new();
-    for (index, line) in reader.lines().enumerate() {
+    for (index, line) in bytes.lines().enumerate() {
         let line_number = index + 1;
-        let line = line.with_context(|| format!("cannot read `{}`", file.display()))?;
+        let line = line.with_context(|| format!("`{}` is not UTF-8 text", file.display()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let value: Value = serde_json::from_str(&line)
-            .with_context(|| format!("`{}` line {line_number} is not JSON", file.display()))?;
+        let value: Value = serde_json::from_str(&line).map_err(|error| {
+            // serde_json ends its message with the position in the one line.
+            let text = error.to_string();
+            let reason = text.split(" at line ").next().unwrap_or(&text);
+            anyhow::anyhow!(
+                "`{}` line {line_number}, column {}, is not JSON: {reason}",
+                file.display(),
+                error.column()
+            )
+        })?;
         let row = match value {
             Value::Array(items) => items,
-            Value::Object(mut object) => function
-                .params
-                .iter()
-                .map(|param| object.remove(&param.name).unwrap_or(Value::Null))
-                .collect(),
+            Value::Object(mut object) => {
+                let row: Vec<Value> = function
+                    .params
+                    .iter()
+                    .map(|param| object.remove(&param.name).unwrap_or(Value::Null))
+                    .collect();
+                if let Some(unknown) = object.keys().next() {
+                    bail!(
+                        "`{}` line {line_number} has key `{unknown}`, which is not a parameter of `{}`",
+                        file.display(),
+                        signature(function)
+                    );
+                }
+                row
+            }
             other if function.params.len() == 1 => vec![other],
             _ => bail!(
                 "`{}` line {line_number} must be an array of {} arguments or an object keyed by parameter name",
@@ -525,6 +611,12 @@ fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<V
         }
         rows.push(row);
     }
+    if rows.is_empty() {
+        bail!(
+            "`{}` holds no rows; write one JSON array or object a line",
+            file.display()
+        );
+    }
     Ok(rows)
 }
 
@@ -540,6 +632,15 @@ fn columns_for(function: &Function, rows: &[Vec<Value>]) -> anyhow::Result<Vec<C
             })
         })
         .collect()
+}
+
+/// The longest value printed in a table cell; `--json` prints everything.
+const MAX_CELL_CHARS: usize = 200;
+
+/// Escapes characters that could rewrite the terminal and shortens the text
+/// for a table cell.
+fn display_cell(text: &str) -> String {
+    crate::sandbox::escape_for_display(text, MAX_CELL_CHARS)
 }
 
 fn print_call(
@@ -575,9 +676,25 @@ fn print_call(
             (Some(class), Some(message)) => format!("{class}: {message}"),
             _ => String::new(),
         };
-        table.add_row([row["row"].to_string(), row["value"].to_string(), error]);
+        table.add_row([
+            row["row"].to_string(),
+            display_cell(&row["value"].to_string()),
+            display_cell(&error),
+        ]);
     }
     println!("{table}");
+    let sent = output
+        .records
+        .first()
+        .map_or(0, |record| record.rows as usize);
+    let skipped = rows.len().saturating_sub(sent);
+    if !function.takes_nulls && skipped > 0 {
+        println!(
+            "{skipped} of {} rows had a null argument and were not sent to the guest, since `{}` is strict",
+            rows.len(),
+            function.name
+        );
+    }
     for record in &output.records {
         println!(
             "call {}: {} rows, {} bytes in, {} bytes out, instantiate {} us, guest {} us, fuel {}, \

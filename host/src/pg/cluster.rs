@@ -145,7 +145,7 @@ impl EmbeddedCluster {
     pub async fn start(&self) -> Result<StartReport, Error> {
         let result = self.start_locked().await;
         if let Err(error) = &result {
-            tracing::warn!(home = %self.home.display(), %error, "failed to start embedded PostgreSQL");
+            tracing::debug!(home = %self.home.display(), %error, "failed to start embedded PostgreSQL");
         }
         result
     }
@@ -162,7 +162,7 @@ impl EmbeddedCluster {
     pub async fn stop(&self) -> Result<bool, Error> {
         let result = self.stop_locked().await;
         if let Err(error) = &result {
-            tracing::warn!(home = %self.home.display(), %error, "failed to stop embedded PostgreSQL");
+            tracing::debug!(home = %self.home.display(), %error, "failed to stop embedded PostgreSQL");
         }
         result
     }

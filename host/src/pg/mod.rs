@@ -135,7 +135,7 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, Error> {
         None => connect_embedded(config).await,
     };
     if let Err(error) = &result {
-        tracing::warn!(%error, "failed to connect to the catalog database");
+        tracing::debug!(%error, "failed to connect to the catalog database");
     }
     result
 }

@@ -172,7 +172,11 @@ mod tests {
     fn verify_rejects_file_of_another_component() {
         let file = cache_file(b"compiled code");
         let other = hex::encode([8u8; 32]);
-        assert!(verify(&file, &other).unwrap_err().contains("was compiled from component"));
+        assert!(
+            verify(&file, &other)
+                .unwrap_err()
+                .contains("was compiled from component")
+        );
     }
 
     #[test]

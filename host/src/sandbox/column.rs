@@ -199,7 +199,8 @@ impl Column {
     }
 
     /// Converts row `row` to JSON: `null`, or the value (a string for bytes,
-    /// as lowercase hex; the parsed document for JSON).
+    /// as lowercase hex; the parsed document for JSON; `"NaN"`, `"inf"` or
+    /// `"-inf"` for floats JSON cannot hold).
     pub fn json_at(&self, row: usize) -> serde_json::Value {
         use serde_json::Value as J;
         if self.is_null(row) {
@@ -208,7 +209,10 @@ impl Column {
         match &self.values {
             Values::Bool(v) => J::Bool(v[row]),
             Values::Int(v) | Values::Timestamp(v) => J::from(v[row]),
-            Values::Float(v) => serde_json::Number::from_f64(v[row]).map_or(J::Null, J::Number),
+            // JSON has no NaN or infinity, so they print as strings rather
+            // than as `null`, which would read as a null cell.
+            Values::Float(v) => serde_json::Number::from_f64(v[row])
+                .map_or_else(|| J::String(v[row].to_string()), J::Number),
             Values::String(c) => J::String(string_at(c, row).to_owned()),
             Values::Json(c) => serde_json::from_str(string_at(c, row)).unwrap_or(J::Null),
             Values::Bytes(c) => {

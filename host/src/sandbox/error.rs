@@ -103,7 +103,11 @@ pub enum CallError {
         available: String,
     },
     /// The number of arguments does not match the function.
-    #[error("`{function}` takes {expected} arguments, but {given} were given")]
+    #[error(
+        "`{function}` takes {expected} argument{}, but {given} {} given",
+        if *expected == 1 { "" } else { "s" },
+        if *given == 1 { "was" } else { "were" }
+    )]
     ArgumentCount {
         /// The function.
         function: String,

@@ -47,6 +47,7 @@ pub use record::{CallRecord, RECORD_TARGET};
 pub use state::{
     DirectoryGrant, LOG_RECORDS_PER_SECOND, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS,
     MAX_LOG_FIELDS, MAX_LOG_MESSAGE_CHARS, MAX_LOG_RECORDS_PER_CALL,
+    sanitize as escape_for_display,
 };
 pub use stats::{FunctionKey, FunctionStats, LATENCY_BUCKET_COUNT, LATENCY_BUCKETS_US};
 pub use types::{Column, DataType, Description, Function};

@@ -334,9 +334,10 @@ impl HasData for IoImport {
 }
 
 /// Escapes control characters, line separators and bidirectional controls,
-/// and caps the length, so that a guest's text cannot start a new log line,
-/// move the terminal's cursor or reverse the text around it.
-pub(crate) fn sanitize(text: &str, max_chars: usize) -> String {
+/// and caps the length at `max_chars` characters, so that a guest's text
+/// cannot start a new log line, move the terminal's cursor or reverse the
+/// text around it.
+pub fn sanitize(text: &str, max_chars: usize) -> String {
     let mut out = String::with_capacity(text.len().min(max_chars + 16));
     for (count, c) in text.chars().enumerate() {
         if count == max_chars {
