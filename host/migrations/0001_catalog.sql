@@ -31,6 +31,15 @@ CREATE TABLE sandtable.plugins (
     UNIQUE (tenant_id, name, sha256)
 );
 
+-- The last catalog version given out per name, so that a version number
+-- is never given to other content, even after the version was removed.
+CREATE TABLE sandtable.plugin_names (
+    tenant_id    bigint NOT NULL REFERENCES sandtable.tenants (id) ON DELETE CASCADE,
+    name         text NOT NULL,
+    last_version integer NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+
 -- Read-only directories granted to a plugin by name, for all its versions.
 CREATE TABLE sandtable.plugin_directories (
     tenant_id  bigint NOT NULL REFERENCES sandtable.tenants (id) ON DELETE CASCADE,

@@ -63,6 +63,17 @@ pub enum CatalogError {
         #[source]
         source: LoadError,
     },
+    /// A removal names a version and also asks for every version.
+    #[error(
+        "`{reference}` names one version, but removing every version was asked for too; \
+         remove `{reference}` alone, or `{name}` with every version"
+    )]
+    ConflictingRemoval {
+        /// The reference as given.
+        reference: String,
+        /// The plugin's name.
+        name: String,
+    },
     /// A grant names a directory the plugin does not ask for.
     #[error("plugin `{plugin}` does not ask for directory `{guest_path}`; it asks for {declared}")]
     UndeclaredDirectory {

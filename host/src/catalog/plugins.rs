@@ -116,15 +116,25 @@ impl Catalog {
         }
         let description = serde_json::to_value(plugin.description())
             .expect("a description always serializes to JSON");
+        let (version,): (i32,) = sqlx::query_as(
+            "INSERT INTO sandtable.plugin_names (tenant_id, name, last_version) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant_id, name) \
+             DO UPDATE SET last_version = sandtable.plugin_names.last_version + 1 \
+             RETURNING last_version",
+        )
+        .bind(tenant.id)
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await?;
         let row = sqlx::query(concat!(
             "INSERT INTO sandtable.plugins \
                (tenant_id, name, version, sha256, component, size_bytes, plugin_version, description) \
-             SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6, $7 \
-               FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              RETURNING ", entry_columns!(), ""
         ))
         .bind(tenant.id)
         .bind(name)
+        .bind(version)
         .bind(plugin.sha256())
         .bind(bytes)
         .bind(bytes.len() as i64)
@@ -262,17 +272,26 @@ impl Catalog {
     }
 
     /// Removes the version a reference names, or with `all_versions` every
-    /// version of the name. Returns what was removed.
+    /// version of the name. Returns what was removed. Removed version
+    /// numbers are never given out again.
     ///
     /// # Errors
     ///
-    /// Returns [`CatalogError::PluginNotFound`] when nothing matches.
+    /// Returns [`CatalogError::PluginNotFound`] when nothing matches, and
+    /// [`CatalogError::ConflictingRemoval`] for a reference with a version
+    /// together with `all_versions`.
     pub async fn remove_plugin(
         &self,
         tenant: &Tenant,
         reference: &PluginRef,
         all_versions: bool,
     ) -> Result<Vec<PluginEntry>, CatalogError> {
+        if all_versions && reference.selector.is_some() {
+            return Err(CatalogError::ConflictingRemoval {
+                reference: reference.to_string(),
+                name: reference.name.clone(),
+            });
+        }
         let removed = if all_versions {
             let versions = self.versions_of(tenant, &reference.name).await?;
             if versions.is_empty() {
