@@ -1,6 +1,7 @@
 //! The `sandtable` command line: a thin layer over the library.
 
 mod plugin;
+mod present;
 mod stats;
 
 use std::path::PathBuf;

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use super::Env;
+use super::{Env, present};
 use crate::catalog::{PluginEntry, PluginRef};
 use crate::sandbox::{
     BatchOutput, CallContext, Column, DataType, Description, DirectoryGrant, Function, LimitPolicy,
@@ -188,7 +188,8 @@ async fn add(env: &Env, file: &Path, name: Option<String>, json: bool) -> anyhow
     let (catalog, tenant) = env.catalog().await?;
     let added = catalog.add_plugin(&tenant, &name, &bytes, &plugin).await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&added)?);
+        let value = json!({ "entry": present::entry(&added.entry), "created": added.created });
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else if added.created {
         println!(
             "added {} ({} {}, sha256 {}, {} functions)",
@@ -212,6 +213,7 @@ async fn list(env: &Env, json: bool) -> anyhow::Result<()> {
     let (catalog, tenant) = env.catalog().await?;
     let entries = catalog.list_plugins(&tenant).await?;
     if json {
+        let entries: Vec<Value> = entries.iter().map(present::entry).collect();
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());
     }
@@ -251,7 +253,7 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     let policy = LimitPolicy::default();
     if json {
         let value = json!({
-            "entry": entry,
+            "entry": present::entry(&entry),
             "effective_limits": effective_limits(&entry.description, &policy),
             "directories": directories,
         });
@@ -278,7 +280,7 @@ fn effective_limits(description: &Description, policy: &LimitPolicy) -> Value {
         .map(|function| {
             (
                 function.name.clone(),
-                json!(policy.effective(&function.limits)),
+                present::limits(&policy.effective(&function.limits)),
             )
         })
         .collect::<serde_json::Map<_, _>>()
@@ -383,7 +385,7 @@ async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
         let value = json!({
             "sha256": plugin.sha256(),
             "size_bytes": plugin.size_bytes(),
-            "description": description,
+            "description": present::description(description),
             "effective_limits": effective_limits(description, policy),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);

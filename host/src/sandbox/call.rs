@@ -236,7 +236,7 @@ impl UdfEngine {
             warm: false,
             attempt,
             outcome: String::new(),
-            error: String::new(),
+            error: None,
         };
         let warm_key = plugin
             .description
@@ -398,7 +398,7 @@ impl UdfEngine {
             let state = store.data_mut();
             let evidence = state.fault_evidence();
             state.flush_output();
-            let mut fault = fault::classify(&error, evidence, &job.limits.summary(0));
+            let mut fault = fault::classify(&error, evidence, &setup.summary(0));
             fault.message = format!("{what}: {}", fault.message);
             Setup::Fault(fault)
         };

@@ -47,8 +47,8 @@ pub struct CallRecord {
     pub attempt: u32,
     /// `ok` or the fault class.
     pub outcome: String,
-    /// The fault's message, empty when the call succeeded.
-    pub error: String,
+    /// The fault's message; `None` when the call succeeded.
+    pub error: Option<String>,
 }
 
 impl CallRecord {
@@ -57,11 +57,11 @@ impl CallRecord {
         match fault {
             Some(fault) => {
                 self.outcome = fault.class.as_str().to_owned();
-                self.error = fault.message.clone();
+                self.error = Some(fault.message.clone());
             }
             None => {
                 self.outcome = "ok".to_owned();
-                self.error.clear();
+                self.error = None;
             }
         }
     }
@@ -86,7 +86,7 @@ impl CallRecord {
             warm = self.warm,
             attempt = self.attempt,
             outcome = %self.outcome,
-            error = %self.error,
+            error = self.error.as_deref().unwrap_or(""),
             "udf call"
         );
     }

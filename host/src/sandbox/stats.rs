@@ -168,7 +168,7 @@ mod tests {
             warm: false,
             attempt: 1,
             outcome: outcome.into(),
-            error: String::new(),
+            error: None,
         }
     }
 
