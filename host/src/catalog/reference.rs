@@ -18,15 +18,18 @@ pub enum VersionSelector {
     /// A catalog version: 1, 2, 3 ...
     Version(i32),
     /// A prefix of the component's lowercase hex sha256, at least
-    /// [`MIN_SHA256_PREFIX`] characters.
+    /// [`MIN_SHA256_PREFIX`] characters. A prefix of up to 10 digits alone
+    /// is read as a version unless written `sha256:PREFIX`.
     Sha256Prefix(String),
 }
 
 /// The shortest sha256 prefix accepted in a reference.
 pub const MIN_SHA256_PREFIX: usize = 6;
 
-/// The largest number read as a catalog version rather than a sha256 prefix.
-const MAX_VERSION_DIGITS: usize = 5;
+/// The most digits read as a catalog version rather than a sha256 prefix, so
+/// that versions up to `i32::MAX` can be named. A sha256 prefix of digits
+/// alone that is this short needs the `sha256:` form.
+const MAX_VERSION_DIGITS: usize = 10;
 
 /// A reference that cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -56,9 +59,12 @@ impl FromStr for PluginRef {
 }
 
 fn parse_selector(text: &str) -> Option<VersionSelector> {
-    let text = text.strip_prefix("sha256:").map_or(text, |rest| rest);
+    let (text, explicit) = match text.strip_prefix("sha256:") {
+        Some(prefix) => (prefix, true),
+        None => (text, false),
+    };
     let digits = text.bytes().all(|b| b.is_ascii_digit());
-    if digits && !text.is_empty() && text.len() <= MAX_VERSION_DIGITS && !text.starts_with('0') {
+    if !explicit && digits && !text.is_empty() && text.len() <= MAX_VERSION_DIGITS && !text.starts_with('0') {
         return text.parse().ok().map(VersionSelector::Version);
     }
     let hex = text.bytes().all(|b| b.is_ascii_hexdigit());
@@ -93,6 +99,8 @@ mod tests {
             prefix.selector,
             Some(VersionSelector::Sha256Prefix("3f9a1c".into()))
         );
+        let large: PluginRef = "text@123456".parse().unwrap();
+        assert_eq!(large.selector, Some(VersionSelector::Version(123456)));
         let explicit: PluginRef = "text@sha256:123456".parse().unwrap();
         assert_eq!(
             explicit.selector,
