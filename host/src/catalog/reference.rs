@@ -64,7 +64,12 @@ fn parse_selector(text: &str) -> Option<VersionSelector> {
         None => (text, false),
     };
     let digits = text.bytes().all(|b| b.is_ascii_digit());
-    if !explicit && digits && !text.is_empty() && text.len() <= MAX_VERSION_DIGITS && !text.starts_with('0') {
+    if !explicit
+        && digits
+        && !text.is_empty()
+        && text.len() <= MAX_VERSION_DIGITS
+        && !text.starts_with('0')
+    {
         return text.parse().ok().map(VersionSelector::Version);
     }
     let hex = text.bytes().all(|b| b.is_ascii_hexdigit());
