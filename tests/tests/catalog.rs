@@ -125,7 +125,7 @@ async fn catalog_loads_plugin_with_its_grants() -> anyhow::Result<()> {
         .await?;
     assert_eq!(entry.version, 1);
     assert_eq!(context.version, 1);
-    assert_eq!(context.directories, [grant.clone()]);
+    assert_eq!(context.directories, std::slice::from_ref(&grant));
     let paths = Column::from_json(&DataType::String, &[json!("/data/note.txt")]).unwrap();
     // Calls block, so they run on a thread for blocking work.
     let output = tokio::task::spawn_blocking(move || {

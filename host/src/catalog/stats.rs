@@ -111,7 +111,7 @@ impl Catalog {
         tenant: &Tenant,
         window: Duration,
     ) -> Result<Vec<(FunctionKey, FunctionStats)>, CatalogError> {
-        let rows: Vec<(String, i32, String, i64, i64, i64, Vec<i64>, Vec<i64>)> = sqlx::query_as(
+        let rows: Vec<StatsRow> = sqlx::query_as(
             "SELECT plugin, version, function, calls, rows, guest_us, faults, latency_us_buckets \
                FROM sandtable.function_stats \
               WHERE tenant_id = $1 AND minute >= date_trunc('minute', now() - $2::double precision * interval '1 second')",
@@ -121,17 +121,17 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await?;
         let mut summed: BTreeMap<(String, i32, String), FunctionStats> = BTreeMap::new();
-        for (plugin, version, function, calls, rows, guest_us, faults, buckets) in rows {
+        for row in rows {
             let mut stats = FunctionStats {
-                calls: calls as u64,
-                rows: rows as u64,
-                guest_us: guest_us as u64,
+                calls: row.calls as u64,
+                rows: row.rows as u64,
+                guest_us: row.guest_us as u64,
                 ..FunctionStats::default()
             };
-            copy_counts(&mut stats.faults, &faults);
-            copy_counts(&mut stats.latency_buckets, &buckets);
+            copy_counts(&mut stats.faults, &row.faults);
+            copy_counts(&mut stats.latency_buckets, &row.latency_us_buckets);
             summed
-                .entry((plugin, version, function))
+                .entry((row.plugin, row.version, row.function))
                 .or_default()
                 .merge(&stats);
         }
@@ -148,6 +148,19 @@ impl Catalog {
             })
             .collect())
     }
+}
+
+/// One minute's row of `sandtable.function_stats`.
+#[derive(sqlx::FromRow)]
+struct StatsRow {
+    plugin: String,
+    version: i32,
+    function: String,
+    calls: i64,
+    rows: i64,
+    guest_us: i64,
+    faults: Vec<i64>,
+    latency_us_buckets: Vec<i64>,
 }
 
 /// Copies stored counts into an array of the current length; a shorter
