@@ -84,6 +84,12 @@ pub enum CatalogError {
         /// The guest paths it does ask for, comma-separated, or `none`.
         declared: String,
     },
+    /// A grant's host path is missing or not a directory.
+    #[error("host path `{host_path}` of the grant is not a directory; give an existing directory")]
+    GrantNotDirectory {
+        /// The host path as given.
+        host_path: String,
+    },
     /// A grant would expose the root directory or a kernel file system.
     #[error(
         "granting `{host_path}` would expose the whole host or a kernel file system; grant a \

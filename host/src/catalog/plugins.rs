@@ -393,7 +393,7 @@ impl Catalog {
         .bind(tenant.id)
         .bind(plugin)
         .bind(&grant.guest_path)
-        .bind(grant.host_path.to_string_lossy().as_ref())
+        .bind(host.to_string_lossy().as_ref())
         .execute(&self.pool)
         .await?;
         Ok(())
