@@ -205,4 +205,10 @@ fn cli_errors_name_value_and_fix() {
     );
     let stderr = cli.fails(&["plugin", "call", "arith.add", "--input", "/dev/zero"]);
     assert!(stderr.contains("is not a regular file"), "{stderr}");
+    // Opening a FIFO would block until a writer appears.
+    let fifo = cli.home.path().join("component.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let stderr = cli.fails(&["plugin", "check", path_str(&fifo)]);
+    assert!(stderr.contains("is not a regular file"), "{stderr}");
 }

@@ -128,8 +128,9 @@ async fn catalog_loads_plugin_with_its_grants() -> anyhow::Result<()> {
     assert_eq!(context.directories, std::slice::from_ref(&grant));
     let paths = Column::from_json(&DataType::String, &[json!("/data/note.txt")]).unwrap();
     // Calls block, so they run on a thread for blocking work.
+    let call_engine = engine.clone();
     let output = tokio::task::spawn_blocking(move || {
-        engine.call(&loaded, &context, "read_file", &[paths], 1)
+        call_engine.call(&loaded, &context, "read_file", &[paths], 1)
     })
     .await??;
     assert_eq!(output.column.json_at(0), json!("6772616e746564"));

@@ -90,6 +90,20 @@ pub enum CatalogError {
         /// The host path as given.
         host_path: String,
     },
+    /// A granted directory no longer resolves to the path that was granted.
+    #[error(
+        "the directory granted to `{plugin}` at `{guest_path}`, `{host_path}`, is missing or now \
+         resolves elsewhere (was it replaced by a symlink?); grant it again with `sandtable plugin \
+         grant {plugin} --dir {guest_path}=DIR`"
+    )]
+    GrantMoved {
+        /// The plugin's catalog name.
+        plugin: String,
+        /// The guest path of the grant.
+        guest_path: String,
+        /// The host path that was granted.
+        host_path: String,
+    },
     /// A grant would expose the root directory or a kernel file system.
     #[error(
         "granting `{host_path}` would expose the whole host or a kernel file system; grant a \

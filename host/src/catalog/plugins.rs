@@ -467,14 +467,25 @@ impl Catalog {
     ) -> Result<(PluginEntry, LoadedPlugin, CallContext), CatalogError> {
         let entry = self.find_plugin(tenant, reference).await?;
         let bytes = self.plugin_component(tenant, &entry).await?;
-        // Only the directories this version asks for are mounted.
+        // Only the directories this version asks for are mounted, and each
+        // must still resolve to the path checked when it was granted, so
+        // that a directory swapped for a symlink later is not followed.
         let declared = &entry.description.capabilities.directories;
-        let directories: Vec<DirectoryGrant> = self
-            .directories(tenant, &entry.name)
-            .await?
-            .into_iter()
-            .filter(|grant| declared.contains(&grant.guest_path))
-            .collect();
+        let mut directories = Vec::new();
+        for grant in self.directories(tenant, &entry.name).await? {
+            if !declared.contains(&grant.guest_path) {
+                continue;
+            }
+            let resolved = std::fs::canonicalize(&grant.host_path).ok();
+            if resolved.as_deref() != Some(grant.host_path.as_path()) {
+                return Err(CatalogError::GrantMoved {
+                    plugin: entry.name.clone(),
+                    guest_path: grant.guest_path,
+                    host_path: grant.host_path.display().to_string(),
+                });
+            }
+            directories.push(grant);
+        }
         let engine = engine.clone();
         let description = entry.description.clone();
         let plugin =

@@ -138,13 +138,21 @@ fn read_bounded(file: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     use std::io::Read;
 
     let cannot_read = || format!("cannot read `{}`", file.display());
+    let not_regular = || {
+        anyhow::anyhow!(
+            "`{}` is not a regular file; give the path of a file",
+            file.display()
+        )
+    };
+    // Checked before opening too, since opening a FIFO blocks until a
+    // writer appears.
+    if !std::fs::metadata(file).with_context(cannot_read)?.is_file() {
+        return Err(not_regular());
+    }
     let opened = std::fs::File::open(file).with_context(cannot_read)?;
     let metadata = opened.metadata().with_context(cannot_read)?;
     if !metadata.is_file() {
-        bail!(
-            "`{}` is not a regular file; give the path of a file",
-            file.display()
-        );
+        return Err(not_regular());
     }
     let too_large = |bytes: u64| {
         anyhow::anyhow!(

@@ -422,7 +422,19 @@ impl UdfEngine {
                 .map_err(|error| {
                     Setup::Host(format!("`init` has the wrong signature: {error:#}"))
                 })?;
+            let init_started = Instant::now();
             let returned = func.call(&mut store, ());
+            if returned.is_ok() && init_started.elapsed() > setup.deadline {
+                store.data_mut().flush_output();
+                return Err(Setup::Fault(Fault::new(
+                    FaultClass::DeadlineExceeded,
+                    format!(
+                        "`init` returned after {} ms, past its deadline ({})",
+                        init_started.elapsed().as_millis(),
+                        setup.summary(0)
+                    ),
+                )));
+            }
             record.fuel_used += fuel_used(&store, setup.fuel_per_row);
             match returned {
                 Ok((Ok(()),)) => {}
@@ -485,11 +497,22 @@ pub(crate) fn describe(
     engine
         .arm(&mut store, setup.fuel_per_row, setup.deadline)
         .map_err(LoadError::Engine)?;
+    let started = Instant::now();
     let result = plugin
         .inner
         .pre
         .instantiate(&mut store)
         .and_then(|bindings| bindings.sandtable_udf_udf().call_describe(&mut store));
+    // As for calls, a return after the deadline is a deadline fault.
+    if result.is_ok() && started.elapsed() > setup.deadline {
+        store.data_mut().flush_output();
+        return Err(LoadError::DescribeFailed(format!(
+            "{}: `describe` returned after {} ms, past its deadline ({})",
+            FaultClass::DeadlineExceeded,
+            started.elapsed().as_millis(),
+            setup.summary(0)
+        )));
+    }
     // The evidence is read before the flush, which empties stderr.
     let evidence = store.data().fault_evidence();
     store.data_mut().flush_output();

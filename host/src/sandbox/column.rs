@@ -221,7 +221,16 @@ impl Column {
             }
             Values::Vector(c) => {
                 let dimension = c.dimension as usize;
-                J::from(c.data[row * dimension..(row + 1) * dimension].to_vec())
+                let elements = &c.data[row * dimension..(row + 1) * dimension];
+                J::Array(
+                    elements
+                        .iter()
+                        .map(|&x| {
+                            serde_json::Number::from_f64(f64::from(x))
+                                .map_or_else(|| J::String(x.to_string()), J::Number)
+                        })
+                        .collect(),
+                )
             }
         }
     }
