@@ -39,7 +39,7 @@ pub enum CatalogError {
     PluginNotFound {
         /// The reference as given.
         reference: String,
-        /// What does exist, as a sentence starting with `; `, or empty.
+        /// A hint on the versions that do exist, starting with `; `, or empty.
         hint: String,
     },
     /// A sha256 prefix matches more than one version.
@@ -63,7 +63,7 @@ pub enum CatalogError {
         #[source]
         source: LoadError,
     },
-    /// A removal names a version and also asks for every version.
+    /// A removal names one version and also requests every version.
     #[error(
         "`{reference}` names one version, but removing every version was asked for too; \
          remove `{reference}` alone, or `{name}` with every version"

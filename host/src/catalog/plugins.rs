@@ -467,9 +467,9 @@ impl Catalog {
     ) -> Result<(PluginEntry, LoadedPlugin, CallContext), CatalogError> {
         let entry = self.find_plugin(tenant, reference).await?;
         let bytes = self.plugin_component(tenant, &entry).await?;
-        // Only the directories this version asks for are mounted, and each
-        // must still resolve to the path checked when it was granted, so
-        // that a directory swapped for a symlink later is not followed.
+        // Only the directories this version declares are mounted. Each must
+        // still resolve to the path checked when it was granted, so that a
+        // directory swapped for a symlink later is not followed.
         let declared = &entry.description.capabilities.directories;
         let mut directories = Vec::new();
         for grant in self.directories(tenant, &entry.name).await? {

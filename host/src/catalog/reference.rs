@@ -26,9 +26,9 @@ pub enum VersionSelector {
 /// The shortest sha256 prefix accepted in a reference.
 pub const MIN_SHA256_PREFIX: usize = 6;
 
-/// The most digits read as a catalog version rather than a sha256 prefix, so
-/// that versions up to `i32::MAX` can be named. A sha256 prefix of digits
-/// alone that is this short needs the `sha256:` form.
+/// The maximum number of digits read as a catalog version rather than a
+/// sha256 prefix, so that versions up to `i32::MAX` can be named. A sha256
+/// prefix of digits alone that is this short needs the `sha256:` form.
 const MAX_VERSION_DIGITS: usize = 10;
 
 /// A reference that cannot be parsed.

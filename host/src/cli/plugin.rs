@@ -623,7 +623,7 @@ fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<V
     }
     if rows.is_empty() {
         bail!(
-            "`{}` holds no rows; write one JSON array or object a line",
+            "`{}` contains no rows; write one JSON array or object a line",
             file.display()
         );
     }
@@ -644,7 +644,8 @@ fn columns_for(function: &Function, rows: &[Vec<Value>]) -> anyhow::Result<Vec<C
         .collect()
 }
 
-/// The longest value printed in a table cell; `--json` prints everything.
+/// The maximum number of characters printed in a table cell. `--json` prints
+/// every value whole.
 const MAX_CELL_CHARS: usize = 200;
 
 /// Escapes characters that could rewrite the terminal and shortens the text

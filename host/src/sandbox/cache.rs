@@ -29,7 +29,7 @@ pub(crate) struct CompiledCache {
     dir: PathBuf,
 }
 
-/// How a component was obtained.
+/// The outcome of a cache lookup.
 pub(crate) enum Lookup {
     /// Loaded from the cache.
     Hit(Component),
@@ -50,7 +50,7 @@ impl CompiledCache {
         }
     }
 
-    /// The directory that holds this engine's files.
+    /// Returns the directory of this engine's cache files.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

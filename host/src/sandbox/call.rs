@@ -5,7 +5,7 @@
 //! the end only the rows that fault carry the fault and the others get
 //! values. Isolating one bad row among `n` costs about `2 * log2(n)` extra
 //! calls, so a batch may spend at most `2 * ceil(log2(n)) * MAX_ISOLATED_ROWS`
-//! re-runs; once that budget is spent, the rows not yet isolated get the
+//! re-runs. Once that budget is spent, the rows not yet isolated get the
 //! fault of the call that contained them. A half that times out again after
 //! its parent timed out is not split further, so a slow batch costs at most
 //! three deadlines. A whole-call error returned by the guest is not re-run,
@@ -308,19 +308,9 @@ impl UdfEngine {
         record.guest_us = guest_time.as_micros() as u64;
         record.fuel_used += fuel_used(store, fuel);
 
-        // The epoch ticker can fire a tick late, and a guest woken from a
-        // clock wait at its deadline may return before the next epoch check,
-        // so a late return is a deadline fault too.
-        let late = self.inner.config.epochs && guest_time > job.limits.deadline;
+        let late = self.returned_late("the call", guest_time, &job.limits, rows);
         let outcome = match returned {
-            Ok(_) if late => Err(Fault::new(
-                FaultClass::DeadlineExceeded,
-                format!(
-                    "the call returned after {} ms, past its deadline ({})",
-                    guest_time.as_millis(),
-                    job.limits.summary(rows)
-                ),
-            )),
+            Ok(_) if late.is_some() => Err(late.expect("checked by the guard")),
             Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
             Ok(Err(error)) => Err(guest_call_error(error)),
             Err(error) => {
@@ -345,6 +335,33 @@ impl UdfEngine {
             }
         }
         Ok((outcome, record))
+    }
+
+    /// Returns a deadline fault for a guest entry that returned normally
+    /// after its deadline.
+    ///
+    /// The epoch ticker can fire late, and a guest woken from a clock wait at
+    /// its deadline may return before its next epoch check, so a late return
+    /// counts as running past the deadline. With epochs off, no deadline
+    /// applies.
+    fn returned_late(
+        &self,
+        what: &str,
+        elapsed: Duration,
+        limits: &EffectiveLimits,
+        rows: usize,
+    ) -> Option<Fault> {
+        if !self.inner.config.epochs || elapsed <= limits.deadline {
+            return None;
+        }
+        Some(Fault::new(
+            FaultClass::DeadlineExceeded,
+            format!(
+                "{what} returned after {} ms, past its deadline ({})",
+                elapsed.as_millis(),
+                limits.summary(rows)
+            ),
+        ))
     }
 
     /// Sets a store's fuel and deadline for the next guest entry.
@@ -424,16 +441,10 @@ impl UdfEngine {
                 })?;
             let init_started = Instant::now();
             let returned = func.call(&mut store, ());
-            if returned.is_ok() && init_started.elapsed() > setup.deadline {
+            let late = self.returned_late("`init`", init_started.elapsed(), &setup, 0);
+            if let (Ok(_), Some(fault)) = (&returned, late) {
                 store.data_mut().flush_output();
-                return Err(Setup::Fault(Fault::new(
-                    FaultClass::DeadlineExceeded,
-                    format!(
-                        "`init` returned after {} ms, past its deadline ({})",
-                        init_started.elapsed().as_millis(),
-                        setup.summary(0)
-                    ),
-                )));
+                return Err(Setup::Fault(fault));
             }
             record.fuel_used += fuel_used(&store, setup.fuel_per_row);
             match returned {
@@ -503,15 +514,10 @@ pub(crate) fn describe(
         .pre
         .instantiate(&mut store)
         .and_then(|bindings| bindings.sandtable_udf_udf().call_describe(&mut store));
-    // As for calls, a return after the deadline is a deadline fault.
-    if result.is_ok() && started.elapsed() > setup.deadline {
+    let late = engine.returned_late("`describe`", started.elapsed(), &setup, 0);
+    if let (Ok(_), Some(fault)) = (&result, late) {
         store.data_mut().flush_output();
-        return Err(LoadError::DescribeFailed(format!(
-            "{}: `describe` returned after {} ms, past its deadline ({})",
-            FaultClass::DeadlineExceeded,
-            started.elapsed().as_millis(),
-            setup.summary(0)
-        )));
+        return Err(LoadError::DescribeFailed(fault.to_string()));
     }
     // The evidence is read before the flush, which empties stderr.
     let evidence = store.data().fault_evidence();

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::types::{DataType, Description, Function};
 
-/// The most rows a function may prefer in one batch.
+/// The maximum batch size a function may prefer.
 pub const MAX_BATCH_SIZE: u32 = 65_536;
 /// The largest vector dimension, which is pgvector's limit for `vector`.
 pub const MAX_VECTOR_DIMENSION: u32 = 16_000;

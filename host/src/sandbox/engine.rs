@@ -212,7 +212,7 @@ impl UdfEngine {
     /// its `describe` again.
     ///
     /// The host enforces the description it was given, which is the one the
-    /// operator reviewed, whatever the guest would answer now.
+    /// operator reviewed, whatever the guest's `describe` would return now.
     ///
     /// # Errors
     ///

@@ -26,10 +26,10 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(300);
 pub const DEFAULT_OUTPUT_BYTES: u64 = 64 << 20;
 /// The cap on the output of a call: 512 MiB.
 pub const MAX_OUTPUT_BYTES: u64 = 512 << 20;
-/// The most table elements one table may grow to.
+/// The maximum number of elements one table may grow to.
 pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// The most core instances, memories and tables one component instance may
-/// create. A Rust component has one main module plus a few small shims.
+/// The maximum number of core instances, memories and tables one component
+/// instance may create. A Rust component has one main module plus a few small shims.
 pub const MAX_CORE_INSTANCES: usize = 32;
 
 /// The host's limits policy: defaults for what a function does not request,

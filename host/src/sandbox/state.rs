@@ -264,7 +264,7 @@ fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, T::cli)?;
     cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, T::cli)?;
     // TODO: opening or reading a FIFO or device inside a granted directory
-    // blocks in the host, past the deadline; only regular files and
+    // blocks in the host past the deadline. Only regular files and
     // directories should be opened.
     filesystem::preopens::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
     sync::filesystem::types::add_to_linker::<T, WasiFilesystem>(l, T::filesystem)?;
