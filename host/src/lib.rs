@@ -12,4 +12,5 @@ pub mod catalog;
 pub mod cli;
 pub mod pg;
 pub mod sandbox;
+pub mod table;
 pub mod telemetry;

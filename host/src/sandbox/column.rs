@@ -388,6 +388,85 @@ impl ColumnBuilder {
         self.nulls.push(false);
     }
 
+    /// Appends a bool; the builder must be of type bool.
+    pub fn push_bool(&mut self, value: bool) {
+        match &mut self.values {
+            Values::Bool(v) => v.push(value),
+            values => panic!("column builder of {} given a bool", values.data_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends an int, or a timestamp in microseconds since the Unix epoch;
+    /// the builder must be of type int or timestamp.
+    pub fn push_int(&mut self, value: i64) {
+        match &mut self.values {
+            Values::Int(v) | Values::Timestamp(v) => v.push(value),
+            values => panic!("column builder of {} given an int", values.data_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends a float; the builder must be of type float.
+    pub fn push_float(&mut self, value: f64) {
+        match &mut self.values {
+            Values::Float(v) => v.push(value),
+            values => panic!("column builder of {} given a float", values.data_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends a string, or the text of a JSON document; the builder must be
+    /// of type string or json.
+    pub fn push_str(&mut self, value: &str) {
+        match &mut self.values {
+            Values::String(c) | Values::Json(c) => {
+                c.data.push_str(value);
+                c.offsets.push(c.data.len() as u32);
+            }
+            values => panic!("column builder of {} given a string", values.data_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends bytes; the builder must be of type bytes.
+    pub fn push_bytes(&mut self, value: &[u8]) {
+        match &mut self.values {
+            Values::Bytes(c) => {
+                c.data.extend_from_slice(value);
+                c.offsets.push(c.data.len() as u32);
+            }
+            values => panic!("column builder of {} given bytes", values.data_type()),
+        }
+        self.nulls.push(false);
+    }
+
+    /// Appends a vector; the builder must be of type vector with
+    /// `value.len()` dimensions.
+    pub fn push_vector(&mut self, value: &[f32]) {
+        match &mut self.values {
+            Values::Vector(c) if c.dimension as usize == value.len() => {
+                c.data.extend_from_slice(value)
+            }
+            values => panic!(
+                "column builder of {} given a vector of {}",
+                values.data_type(),
+                value.len()
+            ),
+        }
+        self.nulls.push(false);
+    }
+
+    /// The number of rows appended so far.
+    pub fn len(&self) -> usize {
+        self.nulls.len()
+    }
+
+    /// Whether no row was appended yet.
+    pub fn is_empty(&self) -> bool {
+        self.nulls.is_empty()
+    }
+
     /// Appends a value given as JSON; on a mismatch, returns what was
     /// expected.
     pub fn push_json(&mut self, value: &serde_json::Value) -> Result<(), String> {

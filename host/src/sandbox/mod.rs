@@ -38,6 +38,7 @@ mod warm;
 pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, types};
 pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
 pub use column::ColumnBuilder;
+pub(crate) use column::string_at;
 pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION, check_name};
 pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
 pub use error::{CallError, LoadError};
