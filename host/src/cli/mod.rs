@@ -3,6 +3,7 @@
 mod plugin;
 mod present;
 mod stats;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +36,25 @@ enum Command {
     /// Add, inspect, call and remove plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
+    /// Create, list, show, drop, revert tables and list their history.
+    #[command(subcommand)]
+    Table(table::TableCommand),
+    /// Insert rows from JSON Lines, a JSON array or CSV, as one new version.
+    Insert(table::InsertArgs),
+    /// Add computed columns and upgrade their plugins.
+    #[command(subcommand)]
+    Column(table::ColumnCommand),
+    /// Compute a computed column again, as a new version.
+    Recompute(table::RecomputeArgs),
+    /// Set columns of the rows that match, as a new version.
+    Update(table::UpdateArgs),
+    /// Delete the rows that match, as a new version.
+    Delete(table::DeleteArgs),
+    /// Print rows of a table or snapshot.
+    Select(table::SelectArgs),
+    /// Take, list and drop snapshots of table versions.
+    #[command(subcommand)]
+    Snapshot(table::SnapshotCommand),
     /// Show calls, rows, faults and latency per function, from every process.
     Stats {
         /// How many minutes back to sum.
@@ -89,6 +109,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Db(command) => pg::cli::run(command, &config).await,
         Command::Plugin(command) => plugin::run(command, &Env::new(config)).await,
         Command::Stats { minutes, json } => stats::run(&Env::new(config), minutes, json).await,
+        Command::Table(command) => table::run_table(command, &Env::new(config)).await,
+        Command::Insert(args) => table::run_insert(args, &Env::new(config)).await,
+        Command::Column(command) => table::run_column(command, &Env::new(config)).await,
+        Command::Recompute(args) => table::run_recompute(args, &Env::new(config)).await,
+        Command::Update(args) => table::run_update(args, &Env::new(config)).await,
+        Command::Delete(args) => table::run_delete(args, &Env::new(config)).await,
+        Command::Select(args) => table::run_select(args, &Env::new(config)).await,
+        Command::Snapshot(command) => table::run_snapshot(command, &Env::new(config)).await,
     }
 }
 

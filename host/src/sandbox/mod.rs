@@ -39,6 +39,7 @@ pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTE
 pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
 pub use column::ColumnBuilder;
 pub(crate) use column::string_at;
+pub(crate) use describe::is_unsafe_char;
 pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION, check_name};
 pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
 pub use error::{CallError, LoadError};

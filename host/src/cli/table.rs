@@ -1,0 +1,770 @@
+//! The table commands: `table`, `insert`, `column`, `recompute`, `update`,
+//! `delete`, `select` and `snapshot`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+use super::Env;
+use crate::sandbox::Column;
+use crate::table::input::InputFormat;
+use crate::table::values::{cell_json, cell_text};
+use crate::table::{
+    NewColumn, OnError, OutputColumn, Progress, SelectQuery, Tables, WriteOptions, WriteSummary,
+};
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TableCommand {
+    /// Create an empty table.
+    Create {
+        /// The table's name.
+        name: String,
+        /// A column as `NAME:TYPE`; types are bool, int, float, string, bytes, json,
+        /// timestamp and vector(N). Repeat for each column.
+        #[arg(long = "column", value_name = "NAME:TYPE")]
+        columns: Vec<String>,
+    },
+    /// List the tables.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a table's columns, computed expressions, row count and version.
+    Show {
+        /// The table's name.
+        name: String,
+        /// Print the details as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop a table.
+    Drop {
+        /// The table's name.
+        name: String,
+        /// Drop the table's snapshots too.
+        #[arg(long)]
+        with_snapshots: bool,
+    },
+    /// List a table's versions.
+    History {
+        /// The table's name.
+        name: String,
+        /// Print the versions as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Undo the latest version of a table.
+    Revert {
+        /// The table's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ColumnCommand {
+    /// Add a computed column and compute it for the stored rows.
+    Add {
+        /// The table.
+        table: String,
+        /// The new column's name.
+        name: String,
+        /// The expression, such as `text.upper(title)`.
+        expression: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Move a computed column to a newer plugin version and compute it again.
+    Upgrade {
+        /// The table.
+        table: String,
+        /// The computed column.
+        column: String,
+        /// The plugin version to move to, as a catalog version or a sha256 prefix;
+        /// the latest by default.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Take a snapshot of a table version.
+    Create {
+        /// The snapshot's name.
+        name: String,
+        /// The table.
+        #[arg(long)]
+        table: String,
+        /// The version; the current one by default.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// List the snapshots.
+    List {
+        /// Print the list as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop a snapshot.
+    Drop {
+        /// The snapshot's name.
+        name: String,
+    },
+}
+
+/// Options of commands that compute cells.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct WriteArgs {
+    /// What a failed computed cell does: `abort` writes nothing, `ignore` stores
+    /// the error in the cell.
+    #[arg(long, value_enum, default_value = "abort")]
+    on_error: OnError,
+    /// How many batches run through plugins at once; the number of CPUs by default.
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl WriteArgs {
+    fn options(&self) -> anyhow::Result<WriteOptions> {
+        let mut options = WriteOptions {
+            on_error: self.on_error,
+            ..WriteOptions::default()
+        };
+        if let Some(workers) = self.workers {
+            if workers == 0 {
+                bail!("--workers 0 would compute nothing; give 1 or more");
+            }
+            options.workers = workers;
+        }
+        Ok(options)
+    }
+}
+
+/// Output formats of `select`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum SelectFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// One JSON object a row (JSON Lines), as `insert` reads.
+    Json,
+    /// CSV with a header row, as `insert` reads.
+    Csv,
+}
+
+/// The arguments of `sandtable insert`.
+#[derive(Debug, Args)]
+pub(crate) struct InsertArgs {
+    /// The table.
+    table: String,
+    /// The file of rows: JSON Lines, a JSON array or CSV; `-` for standard input.
+    file: PathBuf,
+    /// The format; by default from the file's extension, or from its first byte.
+    #[arg(long, value_enum)]
+    format: Option<InputFormat>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+/// The arguments of `sandtable select`.
+#[derive(Debug, Args)]
+pub(crate) struct SelectArgs {
+    /// The table or snapshot.
+    source: String,
+    /// Comma-separated columns, `COLUMN.errortype` and `COLUMN.errormsg` among them.
+    #[arg(long)]
+    columns: Option<String>,
+    /// A predicate, such as `year > 1990 and title is not null`.
+    #[arg(long = "where", value_name = "PREDICATE")]
+    filter: Option<String>,
+    /// The column to order by; insertion order by default.
+    #[arg(long)]
+    order_by: Option<String>,
+    /// Order from the largest value down.
+    #[arg(long)]
+    desc: bool,
+    /// At most this many rows.
+    #[arg(long)]
+    limit: Option<u64>,
+    /// Read this version of the table.
+    #[arg(long)]
+    version: Option<i64>,
+    /// List only the failed cells of this computed column, with their errors.
+    #[arg(long, value_name = "COLUMN")]
+    errors: Option<String>,
+    /// The output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: SelectFormat,
+}
+
+/// The arguments of `sandtable update`.
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The table.
+    table: String,
+    /// An assignment `COLUMN=VALUE`, such as `year=1999` or `title='Alien'`. Repeat
+    /// for each column.
+    #[arg(long = "set", value_name = "COLUMN=VALUE", required = true)]
+    sets: Vec<String>,
+    /// Update only the rows that match; every row by default.
+    #[arg(long = "where", value_name = "PREDICATE")]
+    filter: Option<String>,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+/// The arguments of `sandtable delete`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The table.
+    table: String,
+    /// Delete the rows that match.
+    #[arg(
+        long = "where",
+        value_name = "PREDICATE",
+        required_unless_present = "all"
+    )]
+    filter: Option<String>,
+    /// Delete every row.
+    #[arg(long, conflicts_with = "filter")]
+    all: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The arguments of `sandtable recompute`.
+#[derive(Debug, Args)]
+pub(crate) struct RecomputeArgs {
+    /// The table.
+    table: String,
+    /// The computed column.
+    column: String,
+    /// Compute again only the cells that failed.
+    #[arg(long)]
+    errors_only: bool,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+async fn open(env: &Env) -> anyhow::Result<Tables> {
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    Ok(Tables::new(catalog, engine, tenant))
+}
+
+/// Flushes the call statistics of the engine the tables used.
+async fn flush(tables: &Tables, engine: &crate::sandbox::UdfEngine) -> anyhow::Result<()> {
+    tables.catalog().flush_stats(engine).await?;
+    Ok(())
+}
+
+pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Result<()> {
+    let tables = open(env).await?;
+    match command {
+        TableCommand::Create { name, columns } => {
+            let columns = columns
+                .iter()
+                .map(|text| NewColumn::parse(text))
+                .collect::<Result<Vec<_>, _>>()?;
+            let schema = tables.create_table(&name, &columns).await?;
+            println!(
+                "created table `{}` with {} columns",
+                schema.name,
+                schema.columns.len()
+            );
+        }
+        TableCommand::List { json } => {
+            let list = tables.list_tables().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!(
+                    "no tables; create one with `sandtable table create NAME --column NAME:TYPE`"
+                );
+            } else {
+                let mut out = super::table(["NAME", "COLUMNS", "ROWS", "VERSION", "CREATED"]);
+                for t in list {
+                    out.add_row([
+                        t.name,
+                        t.columns.to_string(),
+                        t.rows.to_string(),
+                        t.version.to_string(),
+                        t.created_at,
+                    ]);
+                }
+                println!("{out}");
+            }
+        }
+        TableCommand::Show { name, json } => {
+            let details = tables.describe_table(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&details)?);
+            } else {
+                println!(
+                    "table `{}`: {} rows, version {}",
+                    details.schema.name, details.rows, details.version
+                );
+                let mut out = super::table(["COLUMN", "TYPE", "COMPUTED AS"]);
+                for column in &details.schema.columns {
+                    out.add_row([
+                        column.name.clone(),
+                        column.data_type.to_string(),
+                        column
+                            .computed
+                            .as_ref()
+                            .map(|spec| spec.expression.to_string())
+                            .unwrap_or_default(),
+                    ]);
+                }
+                println!("{out}");
+                if !details.snapshots.is_empty() {
+                    println!("snapshots: {}", details.snapshots.join(", "));
+                }
+            }
+        }
+        TableCommand::Drop {
+            name,
+            with_snapshots,
+        } => {
+            let snapshots = tables.drop_table(&name, with_snapshots).await?;
+            if snapshots.is_empty() {
+                println!("dropped table `{name}`");
+            } else {
+                println!(
+                    "dropped table `{name}` and its snapshots {}",
+                    snapshots.join(", ")
+                );
+            }
+        }
+        TableCommand::History { name, json } => {
+            let history = tables.history(&name).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else {
+                let mut out = super::table([
+                    "VERSION",
+                    "TIME",
+                    "OPERATION",
+                    "ADDED",
+                    "CHANGED",
+                    "REMOVED",
+                    "DETAIL",
+                ]);
+                for entry in history {
+                    let detail = match &entry.detail {
+                        Value::Object(map) if map.is_empty() => String::new(),
+                        other => other.to_string(),
+                    };
+                    out.add_row([
+                        entry.version.to_string(),
+                        entry.created_at,
+                        entry.operation,
+                        entry.rows_added.to_string(),
+                        entry.rows_changed.to_string(),
+                        entry.rows_removed.to_string(),
+                        detail,
+                    ]);
+                }
+                println!("{out}");
+            }
+        }
+        TableCommand::Revert { name } => {
+            let entry = tables.revert(&name).await?;
+            println!(
+                "reverted version {} ({}) of table `{name}`; it is at version {} again",
+                entry.version,
+                entry.operation,
+                entry.version - 1
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()> {
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let options = args.write.options()?;
+    let (reader, length, name): (Box<dyn Read + Send>, Option<u64>, String) =
+        if args.file.as_os_str() == "-" {
+            (Box::new(std::io::stdin()), None, "standard input".into())
+        } else {
+            let file = File::open(&args.file)
+                .with_context(|| format!("cannot open input file `{}`", args.file.display()))?;
+            let length = file.metadata().ok().map(|m| m.len());
+            (Box::new(file), length, format!("`{}`", args.file.display()))
+        };
+    let bar = progress_bar(length);
+    let mut reader = BufReader::with_capacity(1 << 16, bar.wrap_read(reader));
+    let format = match args.format.or_else(|| InputFormat::from_path(&args.file)) {
+        Some(format) => format,
+        None => {
+            let head = reader.fill_buf().context("cannot read the input")?;
+            InputFormat::sniff(head).with_context(|| {
+                format!("cannot tell the format of {name}; give --format jsonl, json or csv")
+            })?
+        }
+    };
+    let result = tables.insert(&args.table, reader, format, &options).await;
+    bar.finish_and_clear();
+    let summary = result?;
+    flush(&tables, &engine).await?;
+    print_summary(
+        &summary,
+        args.write.json,
+        &format!("inserted {} rows", summary.changes.rows_added),
+    );
+    Ok(())
+}
+
+pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Result<()> {
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let tables = Tables::new(catalog, engine.clone(), tenant);
+    match command {
+        ColumnCommand::Add {
+            table,
+            name,
+            expression,
+            write,
+        } => {
+            let bar = RowProgress::new();
+            let result = tables
+                .add_computed_column(&table, &name, &expression, &write.options()?, &bar)
+                .await;
+            bar.0.finish_and_clear();
+            let added = result?;
+            flush(&tables, &engine).await?;
+            if write.json {
+                println!("{}", serde_json::to_string_pretty(&added)?);
+            } else {
+                println!(
+                    "added column `{name}` {} = {} to `{table}`: computed {} rows{}; version {}",
+                    added.data_type,
+                    added.expression,
+                    added.summary.changes.rows_changed,
+                    failed_cells(added.summary.cell_errors),
+                    added.summary.version
+                );
+            }
+        }
+        ColumnCommand::Upgrade {
+            table,
+            column,
+            to,
+            write,
+        } => {
+            let bar = RowProgress::new();
+            let result = tables
+                .upgrade_column(&table, &column, to.as_deref(), &write.options()?, &bar)
+                .await;
+            bar.0.finish_and_clear();
+            let summary = result?;
+            flush(&tables, &engine).await?;
+            print_summary(
+                &summary,
+                write.json,
+                &format!(
+                    "upgraded column `{column}`: computed {} rows",
+                    summary.changes.rows_changed
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Result<()> {
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let bar = RowProgress::new();
+    let result = tables
+        .recompute(
+            &args.table,
+            &args.column,
+            args.errors_only,
+            &args.write.options()?,
+            &bar,
+        )
+        .await;
+    bar.0.finish_and_clear();
+    let summary = result?;
+    flush(&tables, &engine).await?;
+    print_summary(
+        &summary,
+        args.write.json,
+        &format!("recomputed {} rows", summary.changes.rows_changed),
+    );
+    Ok(())
+}
+
+pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()> {
+    let engine = env.engine()?;
+    let (catalog, tenant) = env.catalog().await?;
+    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let bar = RowProgress::new();
+    let result = tables
+        .update(
+            &args.table,
+            &args.sets,
+            args.filter.as_deref(),
+            &args.write.options()?,
+            &bar,
+        )
+        .await;
+    bar.0.finish_and_clear();
+    let summary = result?;
+    flush(&tables, &engine).await?;
+    print_summary(
+        &summary,
+        args.write.json,
+        &format!("updated {} rows", summary.changes.rows_changed),
+    );
+    Ok(())
+}
+
+pub(crate) async fn run_delete(args: DeleteArgs, env: &Env) -> anyhow::Result<()> {
+    let tables = open(env).await?;
+    let summary = tables.delete(&args.table, args.filter.as_deref()).await?;
+    print_summary(
+        &summary,
+        args.json,
+        &format!("deleted {} rows", summary.changes.rows_removed),
+    );
+    Ok(())
+}
+
+pub(crate) async fn run_snapshot(command: SnapshotCommand, env: &Env) -> anyhow::Result<()> {
+    let tables = open(env).await?;
+    match command {
+        SnapshotCommand::Create {
+            name,
+            table,
+            version,
+        } => {
+            let snapshot = tables.create_snapshot(&name, &table, version).await?;
+            println!(
+                "snapshot `{}` pins version {} of table `{}`",
+                snapshot.name, snapshot.version, snapshot.table
+            );
+        }
+        SnapshotCommand::List { json } => {
+            let list = tables.list_snapshots().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+            } else if list.is_empty() {
+                println!(
+                    "no snapshots; take one with `sandtable snapshot create NAME --table TABLE`"
+                );
+            } else {
+                let mut out = super::table(["NAME", "TABLE", "VERSION", "CREATED"]);
+                for s in list {
+                    out.add_row([s.name, s.table, s.version.to_string(), s.created_at]);
+                }
+                println!("{out}");
+            }
+        }
+        SnapshotCommand::Drop { name } => {
+            tables.drop_snapshot(&name).await?;
+            println!("dropped snapshot `{name}`");
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()> {
+    let tables = open(env).await?;
+    let query = SelectQuery {
+        columns: args.columns,
+        filter: args.filter,
+        order_by: args.order_by,
+        descending: args.desc,
+        limit: args.limit,
+        version: args.version,
+        errors: args.errors,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match args.format {
+        SelectFormat::Table => {
+            let mut header: Vec<String> = Vec::new();
+            let mut rows: Vec<Vec<String>> = Vec::new();
+            let (_, count) = tables
+                .select_each(&args.source, &query, |names, columns| {
+                    if header.is_empty() {
+                        header = names.iter().map(|c| c.name.clone()).collect();
+                    }
+                    for row in 0..columns.first().map_or(0, Column::len) {
+                        rows.push(
+                            columns
+                                .iter()
+                                .map(|c| cell_text(c, row).unwrap_or_else(|| "null".into()))
+                                .collect(),
+                        );
+                    }
+                    Ok(())
+                })
+                .await?;
+            if header.is_empty() {
+                let schema = tables.source_schema(&args.source, args.version).await?;
+                header = schema.columns.iter().map(|c| c.name.clone()).collect();
+            }
+            let mut table = comfy_table::Table::new();
+            table
+                .load_preset(comfy_table::presets::NOTHING)
+                .set_header(header);
+            for row in rows {
+                table.add_row(row);
+            }
+            writeln!(out, "{table}")?;
+            writeln!(out, "({count} {})", if count == 1 { "row" } else { "rows" })?;
+        }
+        SelectFormat::Json => {
+            let mut failed = None;
+            tables
+                .select_each(&args.source, &query, |names, columns| {
+                    if let Err(error) = write_json_rows(&mut out, names, columns) {
+                        failed = Some(error);
+                    }
+                    Ok(())
+                })
+                .await?;
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+        }
+        SelectFormat::Csv => {
+            let mut writer = csv::Writer::from_writer(&mut out);
+            let mut wrote_header = false;
+            let mut failed = None;
+            let (_, _) = tables
+                .select_each(&args.source, &query, |names, columns| {
+                    if !wrote_header {
+                        wrote_header = true;
+                        if let Err(error) = writer.write_record(names.iter().map(|c| &c.name)) {
+                            failed = Some(error);
+                        }
+                    }
+                    for row in 0..columns.first().map_or(0, Column::len) {
+                        let record: Vec<String> = columns
+                            .iter()
+                            .map(|c| cell_text(c, row).unwrap_or_default())
+                            .collect();
+                        if let Err(error) = writer.write_record(&record) {
+                            failed = Some(error);
+                        }
+                    }
+                    Ok(())
+                })
+                .await?;
+            if !wrote_header {
+                let schema = tables.source_schema(&args.source, args.version).await?;
+                writer.write_record(schema.columns.iter().map(|c| &c.name))?;
+            }
+            if let Some(error) = failed {
+                return Err(error.into());
+            }
+            writer.flush()?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn write_json_rows(
+    out: &mut impl Write,
+    names: &[OutputColumn],
+    columns: &[Column],
+) -> std::io::Result<()> {
+    for row in 0..columns.first().map_or(0, Column::len) {
+        let mut object = serde_json::Map::new();
+        for (name, column) in names.iter().zip(columns) {
+            object.insert(name.name.clone(), cell_json(column, row));
+        }
+        serde_json::to_writer(&mut *out, &Value::Object(object))?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+fn print_summary(summary: &WriteSummary, as_json: bool, what: &str) {
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!(summary)).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "{what}{} in `{}`; version {}",
+            failed_cells(summary.cell_errors),
+            summary.table,
+            summary.version
+        );
+    }
+}
+
+fn failed_cells(count: u64) -> String {
+    match count {
+        0 => String::new(),
+        1 => " (1 cell failed and holds its error)".into(),
+        n => format!(" ({n} cells failed and hold their errors)"),
+    }
+}
+
+/// A progress bar over the bytes of the input, shown on a terminal only.
+fn progress_bar(length: Option<u64>) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    match length {
+        Some(length) => ProgressBar::new(length).with_style(
+            ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} {bytes} read, {bytes_per_sec}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ),
+    }
+}
+
+/// A progress bar over rows, shown on a terminal only.
+struct RowProgress(ProgressBar);
+
+impl RowProgress {
+    fn new() -> Self {
+        if std::io::stderr().is_terminal() {
+            RowProgress(
+                ProgressBar::new(0).with_style(
+                    ProgressStyle::with_template("{bar:40} {pos}/{len} rows {per_sec} {eta}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                ),
+            )
+        } else {
+            RowProgress(ProgressBar::hidden())
+        }
+    }
+}
+
+impl Progress for RowProgress {
+    fn start(&self, total_rows: u64) {
+        self.0.set_length(total_rows);
+    }
+
+    fn advance(&self, rows: u64) {
+        self.0.inc(rows);
+    }
+}

@@ -1,0 +1,176 @@
+//! Writes to a table: one transaction each, numbered in the order they
+//! start and committed in that order, each becoming the next version.
+//!
+//! A write first locks the Postgres table, in row-exclusive mode when it
+//! changes rows and in access-exclusive mode when it changes the schema,
+//! and only then takes its number (`sandtable.begin_write`). So a write that
+//! changes the schema is numbered after every write that got its lock
+//! before it, and before every write that waits for it: no write waits on a
+//! later one while holding what that one needs.
+//!
+//! A write may do its work (copying rows in, running plugins) while earlier
+//! writes still run. Before it commits it waits for every earlier number to
+//! finish, by taking a shared lock on each one's advisory lock, and then
+//! takes the next version number. A write that rolls back leaves a gap in
+//! the write numbers and none in the versions.
+
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
+
+use crate::catalog::Tenant;
+
+use super::error::{Result, TableError};
+use super::schema::{TableSchema, load_schema};
+
+/// How a write locks its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockMode {
+    /// Changes rows: inserts, updates, deletes, recomputes.
+    Rows,
+    /// Changes the schema or the expressions that compute it.
+    Schema,
+}
+
+/// A write in progress.
+pub(crate) struct Write {
+    pub tx: Transaction<'static, Postgres>,
+    pub write_id: i64,
+    pub schema: TableSchema,
+}
+
+/// Finds a table by name.
+pub(crate) async fn find_table(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    name: &str,
+) -> Result<i64> {
+    let id: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM sandtable.tables WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant.id)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+    id.ok_or_else(|| table_not_found(name))
+}
+
+pub(crate) fn table_not_found(name: &str) -> TableError {
+    TableError::NotFound(format!(
+        "no table named `{name}`; `sandtable table list` shows the tables"
+    ))
+}
+
+/// Starts a write to table `name`: locks it, takes a write number, and
+/// loads the schema, which no other write can change until this one ends.
+pub(crate) async fn begin(
+    pool: &PgPool,
+    tenant: &Tenant,
+    name: &str,
+    mode: LockMode,
+) -> Result<Write> {
+    let mut tx = pool.begin().await?;
+    let table_id = find_table(&mut tx, tenant, name).await?;
+    let lock = match mode {
+        LockMode::Rows => "ROW EXCLUSIVE",
+        LockMode::Schema => "ACCESS EXCLUSIVE",
+    };
+    let table = format!("\"{}\".t_{table_id}", tenant.schema_name);
+    let locked = sqlx::query(AssertSqlSafe(format!("LOCK TABLE {table} IN {lock} MODE")))
+        .execute(&mut *tx)
+        .await;
+    if let Err(error) = locked {
+        // Dropped between the lookup and the lock.
+        if is_undefined_table(&error) {
+            return Err(table_not_found(name));
+        }
+        return Err(error.into());
+    }
+    // The table may have been dropped and its name reused while this write
+    // waited for the lock.
+    if find_table(&mut tx, tenant, name).await? != table_id {
+        return Err(TableError::Conflict(format!(
+            "table `{name}` was dropped and created again while this write waited; run it again"
+        )));
+    }
+    let sequence = format!("\"{}\".t_{table_id}_writes", tenant.schema_name);
+    let write_id: i64 = sqlx::query_scalar("SELECT sandtable.begin_write($1, $2::regclass)")
+        .bind(table_id)
+        .bind(&sequence)
+        .fetch_one(&mut *tx)
+        .await?;
+    let schema = load_schema(&mut tx, tenant, table_id, name, super::schema::LIVE).await?;
+    Ok(Write {
+        tx,
+        write_id,
+        schema,
+    })
+}
+
+pub(crate) fn is_undefined_table(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "42P01")
+}
+
+/// What a committed write changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Changes {
+    /// Rows added.
+    pub rows_added: i64,
+    /// Rows given a new version.
+    pub rows_changed: i64,
+    /// Rows deleted.
+    pub rows_removed: i64,
+}
+
+impl Write {
+    /// Waits until every earlier write of the table has ended.
+    pub(crate) async fn wait_turn(&mut self) -> Result<()> {
+        let last: i64 = sqlx::query_scalar(
+            "SELECT coalesce(max(write_id), 0) FROM sandtable.table_versions WHERE table_id = $1",
+        )
+        .bind(self.schema.id)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        if last + 1 < self.write_id {
+            sqlx::query(
+                "SELECT count(pg_advisory_xact_lock_shared($1::integer, w::integer)) \
+                 FROM generate_series($2::bigint, $3::bigint) AS w",
+            )
+            .bind(self.schema.id)
+            .bind(last + 1)
+            .bind(self.write_id - 1)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every earlier write, records this one as the table's next
+    /// version, and commits. Returns the version.
+    pub(crate) async fn commit(
+        mut self,
+        operation: &str,
+        changes: &Changes,
+        detail: serde_json::Value,
+    ) -> Result<i64> {
+        self.wait_turn().await?;
+        let version: i64 = sqlx::query_scalar(
+            "INSERT INTO sandtable.table_versions \
+               (table_id, version, write_id, operation, rows_added, rows_changed, rows_removed, detail) \
+             SELECT $1, coalesce(max(version) + 1, 0), $2, $3, $4, $5, $6, $7 \
+             FROM sandtable.table_versions WHERE table_id = $1 \
+             RETURNING version",
+        )
+        .bind(self.schema.id)
+        .bind(self.write_id)
+        .bind(operation)
+        .bind(changes.rows_added)
+        .bind(changes.rows_changed)
+        .bind(changes.rows_removed)
+        .bind(detail)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        self.tx.commit().await?;
+        Ok(version)
+    }
+}
