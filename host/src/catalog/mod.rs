@@ -74,6 +74,18 @@ pub enum CatalogError {
         /// The plugin's name.
         name: String,
     },
+    /// A plugin version to be removed is still used.
+    #[error(
+        "plugin `{reference}` is in use: {uses}. Upgrade those columns to another version \
+         (`sandtable column upgrade TABLE COLUMN`), drop those tables or snapshots, or keep \
+         the version"
+    )]
+    PluginInUse {
+        /// The plugin, with its version when one was named.
+        reference: String,
+        /// What uses it.
+        uses: String,
+    },
     /// A grant names a directory the plugin does not ask for.
     #[error("plugin `{plugin}` does not ask for directory `{guest_path}`; it asks for {declared}")]
     UndeclaredDirectory {

@@ -300,6 +300,8 @@ impl Catalog {
                     hint: "; `sandtable plugin list` shows the stored plugins".to_owned(),
                 });
             }
+            let numbers: Vec<i32> = versions.iter().map(|v| v.version).collect();
+            self.check_unused(tenant, &reference.name, &numbers).await?;
             let mut tx = self.pool.begin().await?;
             sqlx::query("DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2")
                 .bind(tenant.id)
@@ -319,6 +321,8 @@ impl Catalog {
             versions
         } else {
             let entry = self.find_plugin(tenant, reference).await?;
+            self.check_unused(tenant, &entry.name, &[entry.version])
+                .await?;
             sqlx::query(
                 "DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
             )
@@ -329,8 +333,6 @@ impl Catalog {
             .await?;
             vec![entry]
         };
-        // TODO: refuse to remove a version that a computed column or a
-        // snapshot uses, once tables exist.
         for entry in &removed {
             tracing::info!(
                 target: "sandtable::catalog",
@@ -341,6 +343,67 @@ impl Catalog {
             );
         }
         Ok(removed)
+    }
+
+    /// Fails with [`CatalogError::PluginInUse`] when a computed column, now
+    /// or in an earlier version that `table revert` can restore, or a
+    /// snapshot, uses any of `versions` of plugin `name`. The foreign key
+    /// from `column_spec_plugins` refuses the removal too; this names the
+    /// uses.
+    async fn check_unused(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        versions: &[i32],
+    ) -> Result<(), CatalogError> {
+        let rows: Vec<(i32, String, String, bool, Vec<String>)> = sqlx::query_as(
+            "SELECT p.version, t.name, c.name, s.write_to = 9223372036854775807, \
+                    coalesce(array_agg(sn.name ORDER BY sn.name) \
+                             FILTER (WHERE sn.name IS NOT NULL), '{}') \
+             FROM sandtable.column_spec_plugins p \
+             JOIN sandtable.column_specs s \
+               ON s.column_id = p.column_id AND s.write_from = p.write_from \
+             JOIN sandtable.columns c ON c.id = p.column_id \
+             JOIN sandtable.tables t ON t.id = c.table_id \
+             LEFT JOIN sandtable.snapshots sn \
+               ON sn.table_id = t.id AND s.write_from <= sn.write_id AND sn.write_id < s.write_to \
+             WHERE p.tenant_id = $1 AND p.plugin = $2 AND p.version = ANY($3) \
+             GROUP BY p.version, t.name, c.name, s.write_to, s.write_from \
+             ORDER BY p.version, t.name, c.name, s.write_from",
+        )
+        .bind(tenant.id)
+        .bind(name)
+        .bind(versions)
+        .fetch_all(&self.pool)
+        .await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut uses = Vec::new();
+        for (version, table, column, current, snapshots) in rows {
+            let what = if current {
+                format!("column `{table}.{column}` computes with {name}@{version}")
+            } else {
+                format!(
+                    "an earlier expression of column `{table}.{column}`, which `table revert` can \
+                     restore, calls {name}@{version}"
+                )
+            };
+            uses.push(what);
+            for snapshot in snapshots {
+                let use_ = format!("snapshot `{snapshot}` holds values {name}@{version} computed");
+                if !uses.contains(&use_) {
+                    uses.push(use_);
+                }
+            }
+        }
+        Err(CatalogError::PluginInUse {
+            reference: match versions {
+                [version] => format!("{name}@{version}"),
+                _ => name.to_owned(),
+            },
+            uses: uses.join("; "),
+        })
     }
 
     /// Grants plugin `plugin` (all its versions) the host directory

@@ -55,14 +55,15 @@ impl PluginSet {
                 ))
             })?;
             let (entry, plugin, context) = catalog.load_plugin(engine, tenant, &reference).await?;
-            self.loaded.insert(
-                text,
-                Arc::new(PluginHandle {
-                    reference: entry.reference(),
-                    plugin,
-                    context,
-                }),
-            );
+            let handle = Arc::new(PluginHandle {
+                reference: entry.reference(),
+                plugin,
+                context,
+            });
+            // The pinned form names the same plugin, so that a pinned
+            // expression binds without loading it again.
+            self.loaded.insert(entry.reference(), handle.clone());
+            self.loaded.insert(text, handle);
         }
         Ok(())
     }

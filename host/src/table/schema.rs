@@ -248,7 +248,8 @@ pub(crate) async fn load_schema(
                 s.expression, s.write_from \
          FROM sandtable.columns c \
          LEFT JOIN sandtable.column_specs s \
-           ON s.column_id = c.id AND s.write_from <= $2 AND $2 < s.write_to \
+           ON s.column_id = c.id AND s.write_from <= $2 \
+          AND ($2 < s.write_to OR s.write_to = 9223372036854775807) \
          WHERE c.table_id = $1 AND c.added_write <= $2 \
          ORDER BY c.position",
     )
