@@ -138,7 +138,7 @@ impl CellReader {
         CellReader {
             columns: columns
                 .iter()
-                .map(|c| (c.data_type.clone(), c.is_computed()))
+                .map(|c| (c.data_type, c.is_computed()))
                 .collect(),
             builders: columns
                 .iter()

@@ -46,6 +46,9 @@ pub struct ColumnAdded {
     pub expression: String,
 }
 
+/// The row ids of a batch read from the table, and the batch computed.
+type ScannedBatch = (Vec<i64>, Batch);
+
 /// Where a pass over stored rows writes what it computed.
 enum Output {
     /// Into the live versions' cells of the column at this position.
@@ -582,13 +585,16 @@ impl Tables {
             "FETCH FORWARD {} FROM _sandtable_scan",
             pass.batch_rows.clamp(1, MAX_SCAN_ROWS)
         );
-        let mut pending: VecDeque<JoinHandle<Result<(Vec<i64>, Batch)>>> = VecDeque::new();
+        let mut pending: VecDeque<JoinHandle<Result<ScannedBatch>>> = VecDeque::new();
         let mut exhausted = false;
         let mut rows_done: u64 = 0;
         let mut cell_errors: u64 = 0;
         loop {
             if !exhausted && pending.len() < options.workers.max(1) {
+                // The text of a FETCH is the same for every cursor, so its result
+                // description must not come from the statement cache.
                 let rows = sqlx::query(AssertSqlSafe(fetch.clone()))
+                    .persistent(false)
                     .fetch_all(&mut *write.tx)
                     .await?;
                 if rows.is_empty() {

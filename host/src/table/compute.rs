@@ -169,7 +169,7 @@ fn bind_node(
         Expr::Column(reference) => {
             let (index, column) = column_index(schema, reference)?;
             let data_type = match reference.part {
-                CellPart::Value => column.data_type.clone(),
+                CellPart::Value => column.data_type,
                 _ => DataType::String,
             };
             Ok((
@@ -233,7 +233,7 @@ fn bind_node(
                 args.push(plan);
                 pinned_args.push(pinned);
             }
-            let returns = function.returns.clone();
+            let returns = function.returns;
             let pinned = Expr::Call(Call {
                 plugin: handle.reference.clone(),
                 function: call.function.clone(),

@@ -147,6 +147,9 @@ pub struct ParseError {
 /// so the cap keeps hostile input from overflowing the stack.
 pub const MAX_NESTING: usize = 64;
 
+/// The most `and` and `or` operators a predicate may have.
+pub const MAX_JOINS: usize = 256;
+
 /// The words that a bare name may not be, in any case.
 pub const KEYWORDS: [&str; 7] = ["and", "or", "not", "is", "null", "true", "false"];
 
@@ -674,6 +677,8 @@ struct Parser<'a> {
     tokens: Vec<Token>,
     lex_error: Option<ParseError>,
     at: usize,
+    /// The `and` and `or` operators read so far.
+    joins: usize,
 }
 
 impl<'a> Parser<'a> {
@@ -691,6 +696,7 @@ impl<'a> Parser<'a> {
             tokens,
             lex_error,
             at: 0,
+            joins: 0,
         }
     }
 
@@ -918,24 +924,37 @@ impl<'a> Parser<'a> {
 
     /// Reads `A or B or ...` at `depth` levels of parentheses and `not`.
     ///
-    /// NOTE: chains of `or` and `and` have no length cap, so N terms build a
-    /// tree N levels deep, and drop, the derived `PartialEq` and the serde
-    /// code recurse that deep. Only the input's length bounds N.
+    /// Chains of `or` and `and` build a tree as deep as they are long, which
+    /// drop, `PartialEq` and serde walk recursively, so a predicate takes at
+    /// most [`MAX_JOINS`] of them.
     fn disjunction(&mut self, depth: usize) -> Result<Predicate, ParseError> {
         let mut left = self.conjunction(depth)?;
         while self.peek().is_keyword("or") {
-            self.advance();
+            self.join()?;
             let right = self.conjunction(depth)?;
             left = Predicate::Or(Box::new(left), Box::new(right));
         }
         Ok(left)
     }
 
+    /// Consumes an `and` or `or`, counting it against [`MAX_JOINS`].
+    fn join(&mut self) -> Result<(), ParseError> {
+        self.joins += 1;
+        if self.joins > MAX_JOINS {
+            return Err(self.error_here(&format!(
+                "the predicate joins more than {MAX_JOINS} conditions with `and` and `or`; \
+                 simplify it"
+            )));
+        }
+        self.advance();
+        Ok(())
+    }
+
     /// Reads `A and B and ...`.
     fn conjunction(&mut self, depth: usize) -> Result<Predicate, ParseError> {
         let mut left = self.negation(depth)?;
         while self.peek().is_keyword("and") {
-            self.advance();
+            self.join()?;
             let right = self.negation(depth)?;
             left = Predicate::And(Box::new(left), Box::new(right));
         }

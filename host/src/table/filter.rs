@@ -92,7 +92,7 @@ impl<'a> FilterBuilder<'a> {
     fn column_side(&self, reference: &ColumnRef) -> Result<Side> {
         let column = self.schema.resolve(reference)?;
         let data_type = match reference.part {
-            CellPart::Value => column.data_type.clone(),
+            CellPart::Value => column.data_type,
             _ => DataType::String,
         };
         Ok(Side::Column {
@@ -118,9 +118,7 @@ impl<'a> FilterBuilder<'a> {
         };
         let ordered = !matches!(op, CompareOp::Eq | CompareOp::Ne);
         let data_type = match (left, right) {
-            (Side::Column { data_type, .. }, _) | (_, Side::Column { data_type, .. }) => {
-                data_type.clone()
-            }
+            (Side::Column { data_type, .. }, _) | (_, Side::Column { data_type, .. }) => *data_type,
             (Side::Literal(_), Side::Literal(_)) => {
                 return Err(TableError::Invalid(format!(
                     "`{whole}` compares two literals; compare a column with a value"
@@ -175,7 +173,7 @@ impl<'a> FilterBuilder<'a> {
                 self.binds.push(bind);
                 let n = self.binds.len();
                 Ok(match cast {
-                    Some(cast) => format!("{}", cast.replace("$$", &format!("${n}"))),
+                    Some(cast) => cast.replace("$$", &format!("${n}")),
                     None => format!("${n}"),
                 })
             }

@@ -61,7 +61,7 @@ impl Tables {
             table: table.to_owned(),
             columns: input_columns(&schema)
                 .iter()
-                .map(|c| (c.name.clone(), c.data_type.clone()))
+                .map(|c| (c.name.clone(), c.data_type))
                 .collect(),
             computed: schema
                 .columns

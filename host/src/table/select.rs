@@ -52,7 +52,8 @@ pub struct SelectSource {
 /// A column of a select's result.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutputColumn {
-    /// The name as the query gave it, such as `title` or `shout.errortype`.
+    /// The column's name, followed by `.errortype` or `.errormsg` for those
+    /// parts, such as `title` or `shout.errortype`.
     pub name: String,
     /// The type.
     #[serde(serialize_with = "serialize_type")]
@@ -244,14 +245,18 @@ impl Tables {
         for reference in &references {
             let column = schema.resolve(reference)?;
             let (sql, data_type) = match reference.part {
-                CellPart::Value => (value_select(column, None), column.data_type.clone()),
+                CellPart::Value => (value_select(column, None), column.data_type),
                 part => (column.sql(part), DataType::String),
             };
             select.push(sql);
-            output.push(OutputColumn {
-                name: reference.to_string(),
-                data_type,
-            });
+            // Output names are the names as stored, without the quotes an
+            // expression would need.
+            let name = match reference.part {
+                CellPart::Value => reference.name.clone(),
+                CellPart::ErrorType => format!("{}.errortype", reference.name),
+                CellPart::ErrorMsg => format!("{}.errormsg", reference.name),
+            };
+            output.push(OutputColumn { name, data_type });
         }
         if select.is_empty() {
             select.push("NULL".into());
