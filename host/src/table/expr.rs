@@ -132,7 +132,7 @@ pub struct Assignment {
 
 /// Text that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} at character {position} of `{input}`")]
+#[error("{message} at character {position} of `{}`", excerpt(input, *position))]
 pub struct ParseError {
     /// What is wrong, and what would be accepted there.
     pub message: String,
@@ -140,6 +140,25 @@ pub struct ParseError {
     pub position: usize,
     /// The whole text that was parsed.
     pub input: String,
+}
+
+/// The input of an error message: whole when short, else the 120
+/// characters around `position`, with `...` where it was cut.
+fn excerpt(input: &str, position: usize) -> String {
+    const WIDTH: usize = 120;
+    let length = input.chars().count();
+    if length <= WIDTH {
+        return input.to_owned();
+    }
+    let start = position.saturating_sub(WIDTH / 2 + 1).min(length - WIDTH);
+    let mut text: String = input.chars().skip(start).take(WIDTH).collect();
+    if start > 0 {
+        text.insert_str(0, "...");
+    }
+    if start + WIDTH < length {
+        text.push_str("...");
+    }
+    text
 }
 
 /// The maximum nesting of calls inside calls in an expression, and of
@@ -1971,9 +1990,27 @@ mod tests {
 
     #[test]
     fn long_chain_displays_without_parentheses() {
-        let input = vec!["a = 1"; 10_000].join(" or ");
+        let input = vec!["a = 1"; MAX_JOINS + 1].join(" or ");
         let predicate = parse_predicate(&input).unwrap();
         assert_eq!(predicate.to_string(), input);
+    }
+
+    #[test]
+    fn too_many_joins_are_refused_with_a_short_message() {
+        let input = vec!["a = 1"; MAX_JOINS + 2].join(" and ");
+        let error = parse_predicate(&input).unwrap_err();
+        assert!(
+            error.message.contains("more than 256 conditions"),
+            "{}",
+            error.message
+        );
+        let shown = error.to_string();
+        assert!(
+            shown.len() < 400,
+            "the message quotes all of a long input: {}",
+            shown.len()
+        );
+        assert!(shown.contains("..."), "{shown}");
     }
 
     #[test]
