@@ -212,3 +212,192 @@ fn cli_errors_name_value_and_fix() {
     let stderr = cli.fails(&["plugin", "check", path_str(&fifo)]);
     assert!(stderr.contains("is not a regular file"), "{stderr}");
 }
+
+#[test]
+fn cli_tables_insert_compute_select_and_version() {
+    let cli = Cli::new();
+    cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);
+    cli.ok(&[
+        "table",
+        "create",
+        "films",
+        "--column",
+        "title:string",
+        "--column",
+        "year:int",
+    ]);
+    let rows = cli.home.path().join("films.csv");
+    std::fs::write(&rows, "title,year\nAlien,1979\nHeat,1995\nRan,1985\n").unwrap();
+    let inserted = cli.ok(&["insert", "films", path_str(&rows)]);
+    assert!(inserted.contains("inserted 3 rows"), "{inserted}");
+    let added = cli.ok(&["column", "add", "films", "shout", "text.upper(title)"]);
+    assert!(added.contains("text@1.upper(title)"), "{added}");
+
+    let selected = cli.ok(&[
+        "select",
+        "films",
+        "--where",
+        "year > 1980",
+        "--order-by",
+        "year",
+        "--desc",
+        "--format",
+        "json",
+    ]);
+    let lines: Vec<Value> = selected
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            serde_json::json!({"title": "Heat", "year": 1995, "shout": "HEAT"}),
+            serde_json::json!({"title": "Ran", "year": 1985, "shout": "RAN"}),
+        ]
+    );
+    let csv = cli.ok(&[
+        "select",
+        "films",
+        "--columns",
+        "title,shout",
+        "--format",
+        "csv",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(csv, "title,shout\nAlien,ALIEN\n");
+
+    // A row of the wrong type rejects the whole insert, naming row and column.
+    let bad = cli.home.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"title\": \"Up\", \"year\": 2009}\n{\"title\": \"Brazil\", \"year\": \"1985\"}\n",
+    )
+    .unwrap();
+    let stderr = cli.fails(&["insert", "films", path_str(&bad)]);
+    assert!(
+        stderr.contains("row 2") && stderr.contains("year"),
+        "{stderr}"
+    );
+    let stderr = cli.fails(&["select", "films", "--where", "year >"]);
+    assert!(stderr.contains("year >"), "{stderr}");
+    let stderr = cli.fails(&["select", "nope"]);
+    assert!(
+        stderr.contains("no table or snapshot named `nope`"),
+        "{stderr}"
+    );
+
+    cli.ok(&["snapshot", "create", "before", "--table", "films"]);
+    cli.ok(&["delete", "films", "--where", "year < 1980"]);
+    let stderr = cli.fails(&["table", "drop", "films"]);
+    assert!(stderr.contains("--with-snapshots"), "{stderr}");
+    let history = cli.json(&["table", "history", "films", "--json"]);
+    let operations: Vec<&str> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["operation"].as_str().unwrap())
+        .collect();
+    assert_eq!(operations, ["create", "insert", "add_column", "delete"]);
+    let snapshot = cli.ok(&["select", "before", "--format", "csv", "--columns", "title"]);
+    assert_eq!(snapshot, "title\nAlien\nHeat\nRan\n");
+    let reverted = cli.ok(&["table", "revert", "films"]);
+    assert!(
+        reverted.contains("reverted version 3 (delete)"),
+        "{reverted}"
+    );
+    let shown = cli.json(&["table", "show", "films", "--json"]);
+    assert_eq!(shown["rows"], 3);
+    assert_eq!(
+        shown["columns"][2]["computed"]["expression"]["call"]["plugin"],
+        "text@1"
+    );
+    cli.ok(&["table", "drop", "films", "--with-snapshots"]);
+    let listed = cli.json(&["snapshot", "list", "--json"]);
+    assert_eq!(listed, serde_json::json!([]));
+}
+
+#[test]
+fn cli_two_processes_insert_into_one_table_at_once() {
+    let cli = Cli::new();
+    cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);
+    cli.ok(&[
+        "table", "create", "t", "--column", "n:int", "--column", "s:string",
+    ]);
+    cli.ok(&["column", "add", "t", "up", "text.upper(s)"]);
+    const INSERTS: usize = 4;
+    const ROWS: usize = 20_000;
+    let mut files = Vec::new();
+    for writer in 0..2 {
+        for insert in 0..INSERTS {
+            let path = cli.home.path().join(format!("w{writer}-{insert}.jsonl"));
+            let mut text = String::new();
+            for row in 0..ROWS {
+                let n = (writer * INSERTS + insert) * ROWS + row;
+                text.push_str(&format!("{{\"n\": {n}, \"s\": \"w{writer}\"}}\n"));
+            }
+            std::fs::write(&path, text).unwrap();
+            files.push((writer, path));
+        }
+    }
+    // Each writer is a thread that runs its inserts one after another as
+    // separate processes, so the two writers' processes overlap.
+    let home = cli.home.path().to_owned();
+    let writers: Vec<_> = (0..2)
+        .map(|writer| {
+            let paths: Vec<PathBuf> = files
+                .iter()
+                .filter(|(w, _)| *w == writer)
+                .map(|(_, p)| p.clone())
+                .collect();
+            let home = home.clone();
+            std::thread::spawn(move || {
+                for path in paths {
+                    let output = Command::new(env!("CARGO_BIN_EXE_sandtable"))
+                        .args(["insert", "t", path.to_str().unwrap()])
+                        .env("SANDTABLE_HOME", &home)
+                        .env_remove("DATABASE_URL")
+                        .output()
+                        .unwrap();
+                    assert!(
+                        output.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+            })
+        })
+        .collect();
+    // A snapshot taken while they run.
+    let mut snapshot = None;
+    while snapshot.is_none() {
+        let history = cli.json(&["table", "history", "t", "--json"]);
+        if history.as_array().unwrap().len() >= 3 {
+            cli.ok(&["snapshot", "create", "mid", "--table", "t"]);
+            snapshot = Some(cli.ok(&["select", "mid", "--format", "csv"]));
+        }
+    }
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    let shown = cli.json(&["table", "show", "t", "--json"]);
+    assert_eq!(shown["rows"], 2 * INSERTS * ROWS);
+    let history = cli.json(&["table", "history", "t", "--json"]);
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 2 + 2 * INSERTS);
+    for (i, entry) in history.iter().enumerate() {
+        assert_eq!(entry["version"], i);
+    }
+    let wrong = cli.ok(&[
+        "select",
+        "t",
+        "--where",
+        "up != 'W0' and up != 'W1'",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(wrong, "n,s,up\n", "every row is computed");
+    let snapshot = snapshot.unwrap();
+    assert_eq!((snapshot.lines().count() - 1) % ROWS, 0);
+    assert_eq!(cli.ok(&["select", "mid", "--format", "csv"]), snapshot);
+}
