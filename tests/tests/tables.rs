@@ -277,6 +277,13 @@ async fn a_hostile_column_in_ignore_mode_fails_only_its_bad_rows() -> anyhow::Re
             .all(|row| row["checked.errortype"] == "guest_error")
     );
 
+    // An update under abort carries the stored errors of the columns it does
+    // not compute again, and fails on none of them.
+    tables
+        .update("t", &["s = 's1'".into()], Some("s = 's1'"), &abort(), &())
+        .await?;
+    assert_eq!(dump(&tables, "t").await?, stored);
+
     // Recomputing only the failed cells leaves the others as they were.
     let summary = tables
         .recompute("t", "checked", true, &ignore(), &())

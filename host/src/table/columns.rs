@@ -632,12 +632,14 @@ impl Tables {
                 break;
             };
             let (rowids, batch) = handle.await.expect("the compute task does not panic")?;
-            if let Some(error) = first_failure(&schema, &batch, options.on_error, |_| {
-                "a stored row".to_owned()
-            }) {
+            if let Some(error) =
+                first_failure(&schema, &batch, &pass.plans, options.on_error, |_| {
+                    "a stored row".to_owned()
+                })
+            {
                 return Err(error);
             }
-            cell_errors += count_failures(&schema, &batch);
+            cell_errors += count_failures(&batch, &pass.plans);
             let mut encoder = CopyEncoder::new();
             match &pass.output {
                 Output::InPlace { position } => {

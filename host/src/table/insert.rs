@@ -110,13 +110,15 @@ impl Tables {
                         break;
                     };
                     let (input, batch) = handle.await.expect("the compute task does not panic")?;
-                    if let Some(error) = first_failure(&schema, &batch, options.on_error, |row| {
-                        format!("row {} of the input", input.first_row + row as u64)
-                    }) {
+                    if let Some(error) =
+                        first_failure(&schema, &batch, &plans, options.on_error, |row| {
+                            format!("row {} of the input", input.first_row + row as u64)
+                        })
+                    {
                         failure = Some(error);
                         break;
                     }
-                    cell_errors += count_failures(&schema, &batch);
+                    cell_errors += count_failures(&batch, &plans);
                     let base = (write_id << 32) + (input.first_row as i64 - 1);
                     encode_rows(&mut encoder, &schema, &batch, write_id, |row| {
                         base + row as i64
@@ -252,11 +254,13 @@ pub(crate) fn compute_into(
     Ok(())
 }
 
-/// Under [`OnError::Abort`], the error for the first failed computed cell
-/// of `batch`, with `locate` naming its row.
+/// Under [`OnError::Abort`], the error for the first cell that `plans`
+/// computed and that failed, with `locate` naming its row. Cells a write
+/// carries over unchanged keep their stored errors without failing it.
 pub(crate) fn first_failure(
     schema: &TableSchema,
     batch: &Batch,
+    plans: &[(usize, Plan)],
     on_error: OnError,
     locate: impl Fn(usize) -> String,
 ) -> Option<TableError> {
@@ -265,7 +269,7 @@ pub(crate) fn first_failure(
     }
     for row in 0..batch.rows {
         for (position, column) in schema.columns.iter().enumerate() {
-            if !column.is_computed() {
+            if !plans.iter().any(|(planned, _)| *planned == position) {
                 continue;
             }
             let Some(cells) = &batch.cells[position] else {
@@ -313,11 +317,11 @@ fn describe_inputs(schema: &TableSchema, batch: &Batch, row: usize) -> String {
     }
 }
 
-/// The number of failed computed cells in `batch`.
-pub(crate) fn count_failures(schema: &TableSchema, batch: &Batch) -> u64 {
+/// The number of cells of `batch` that `plans` computed and that failed.
+pub(crate) fn count_failures(batch: &Batch, plans: &[(usize, Plan)]) -> u64 {
     let mut count = 0;
-    for (position, column) in schema.columns.iter().enumerate() {
-        if let (true, Some(cells)) = (column.is_computed(), &batch.cells[position]) {
+    for (position, _) in plans {
+        if let Some(cells) = &batch.cells[*position] {
             count += cells.errors.iter().filter(|e| e.is_some()).count() as u64;
         }
     }
