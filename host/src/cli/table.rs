@@ -264,8 +264,8 @@ async fn open(env: &Env) -> anyhow::Result<Tables> {
 }
 
 /// Flushes the call statistics of the engine the tables used.
-async fn flush(tables: &Tables, engine: &crate::sandbox::UdfEngine) -> anyhow::Result<()> {
-    tables.catalog().flush_stats(engine).await?;
+async fn flush(tables: &Tables) -> anyhow::Result<()> {
+    tables.catalog().flush_stats(tables.engine()).await?;
     Ok(())
 }
 
@@ -393,9 +393,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
 }
 
 pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()> {
-    let engine = env.engine()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let tables = open(env).await?;
     let options = args.write.options()?;
     let (reader, length, name): (Box<dyn Read + Send>, Option<u64>, String) =
         if args.file.as_os_str() == "-" {
@@ -420,7 +418,7 @@ pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()
     let result = tables.insert(&args.table, reader, format, &options).await;
     bar.finish_and_clear();
     let summary = result?;
-    flush(&tables, &engine).await?;
+    flush(&tables).await?;
     print_summary(
         &summary,
         args.write.json,
@@ -430,9 +428,7 @@ pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()
 }
 
 pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Result<()> {
-    let engine = env.engine()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let tables = open(env).await?;
     match command {
         ColumnCommand::Add {
             table,
@@ -446,7 +442,7 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
                 .await;
             bar.0.finish_and_clear();
             let added = result?;
-            flush(&tables, &engine).await?;
+            flush(&tables).await?;
             if write.json {
                 println!("{}", serde_json::to_string_pretty(&added)?);
             } else {
@@ -472,7 +468,7 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
                 .await;
             bar.0.finish_and_clear();
             let summary = result?;
-            flush(&tables, &engine).await?;
+            flush(&tables).await?;
             print_summary(
                 &summary,
                 write.json,
@@ -487,9 +483,7 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
 }
 
 pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Result<()> {
-    let engine = env.engine()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let tables = open(env).await?;
     let bar = RowProgress::new();
     let result = tables
         .recompute(
@@ -502,7 +496,7 @@ pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Res
         .await;
     bar.0.finish_and_clear();
     let summary = result?;
-    flush(&tables, &engine).await?;
+    flush(&tables).await?;
     print_summary(
         &summary,
         args.write.json,
@@ -512,9 +506,7 @@ pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Res
 }
 
 pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()> {
-    let engine = env.engine()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let tables = Tables::new(catalog, engine.clone(), tenant);
+    let tables = open(env).await?;
     let bar = RowProgress::new();
     let result = tables
         .update(
@@ -527,7 +519,7 @@ pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()
         .await;
     bar.0.finish_and_clear();
     let summary = result?;
-    flush(&tables, &engine).await?;
+    flush(&tables).await?;
     print_summary(
         &summary,
         args.write.json,

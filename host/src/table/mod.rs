@@ -117,6 +117,11 @@ impl Tables {
         &self.catalog
     }
 
+    /// The engine that runs the plugins.
+    pub fn engine(&self) -> &UdfEngine {
+        &self.engine
+    }
+
     /// The tenant.
     pub fn tenant(&self) -> &Tenant {
         &self.tenant

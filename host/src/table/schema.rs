@@ -141,7 +141,8 @@ pub struct ColumnInfo {
     pub added_write: i64,
 }
 
-fn serialize_type<S: serde::Serializer>(
+/// Writes a column type in its text form, such as `vector(3)`.
+pub(crate) fn serialize_type<S: serde::Serializer>(
     data_type: &DataType,
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {

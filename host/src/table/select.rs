@@ -56,15 +56,8 @@ pub struct OutputColumn {
     /// parts, such as `title` or `shout.errortype`.
     pub name: String,
     /// The type.
-    #[serde(serialize_with = "serialize_type")]
+    #[serde(serialize_with = "super::schema::serialize_type")]
     pub data_type: DataType,
-}
-
-fn serialize_type<S: serde::Serializer>(
-    data_type: &DataType,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_str(data_type)
 }
 
 /// A table, or a snapshot of one, resolved to a table and a write.

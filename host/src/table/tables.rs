@@ -89,14 +89,7 @@ impl Tables {
             }
         }
         let mut tx = self.catalog.pool().begin().await?;
-        // Creation of one name is serialized, so that of two concurrent
-        // creations one fails cleanly.
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sandtable.name:' || $1, $2))")
-            .bind(name)
-            .bind(self.tenant.id)
-            .execute(&mut *tx)
-            .await?;
-        versions::check_name_free(&mut tx, &self.tenant, name).await?;
+        versions::claim_name(&mut tx, &self.tenant, name).await?;
         if columns
             .iter()
             .any(|c| matches!(c.data_type, DataType::Vector(_)))

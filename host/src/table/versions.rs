@@ -46,12 +46,20 @@ pub struct SnapshotInfo {
     pub created_at: String,
 }
 
+/// Serializes, until the transaction ends, the creation of tables and
+/// snapshots named `name`, and fails unless the name is free, so that of two
+/// concurrent creations one fails cleanly.
+pub(crate) async fn claim_name(conn: &mut PgConnection, tenant: &Tenant, name: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sandtable.name:' || $1, $2))")
+        .bind(name)
+        .bind(tenant.id)
+        .execute(&mut *conn)
+        .await?;
+    check_name_free(conn, tenant, name).await
+}
+
 /// Fails unless `name` names neither a table nor a snapshot of `tenant`.
-pub(crate) async fn check_name_free(
-    conn: &mut PgConnection,
-    tenant: &Tenant,
-    name: &str,
-) -> Result<()> {
+async fn check_name_free(conn: &mut PgConnection, tenant: &Tenant, name: &str) -> Result<()> {
     let taken: Option<String> = sqlx::query_scalar(
         "SELECT 'table' FROM sandtable.tables WHERE tenant_id = $1 AND name = $2 \
          UNION ALL SELECT 'snapshot' FROM sandtable.snapshots WHERE tenant_id = $1 AND name = $2",
@@ -237,12 +245,7 @@ impl Tables {
     ) -> Result<SnapshotInfo> {
         check_name("snapshot", name)?;
         let mut tx = self.catalog.pool().begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('sandtable.name:' || $1, $2))")
-            .bind(name)
-            .bind(self.tenant.id)
-            .execute(&mut *tx)
-            .await?;
-        check_name_free(&mut tx, &self.tenant, name).await?;
+        claim_name(&mut tx, &self.tenant, name).await?;
         // The table must be a table, not a snapshot.
         write::find_table(&mut tx, &self.tenant, table).await?;
         let resolved = resolve_source(&mut tx, self, table, version).await?;
