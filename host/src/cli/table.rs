@@ -466,17 +466,13 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
             let result = tables
                 .upgrade_column(&table, &column, to.as_deref(), &write.options()?, &bar)
                 .await;
-            bar.0.finish_and_clear();
-            let summary = result?;
-            flush(&tables).await?;
-            print_summary(
-                &summary,
-                write.json,
-                &format!(
+            report(&tables, bar, result, write.json, |summary| {
+                format!(
                     "upgraded column `{column}`: computed {} rows",
                     summary.changes.rows_changed
-                ),
-            );
+                )
+            })
+            .await?;
         }
     }
     Ok(())
@@ -494,15 +490,10 @@ pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Res
             &bar,
         )
         .await;
-    bar.0.finish_and_clear();
-    let summary = result?;
-    flush(&tables).await?;
-    print_summary(
-        &summary,
-        args.write.json,
-        &format!("recomputed {} rows", summary.changes.rows_changed),
-    );
-    Ok(())
+    report(&tables, bar, result, args.write.json, |summary| {
+        format!("recomputed {} rows", summary.changes.rows_changed)
+    })
+    .await
 }
 
 pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()> {
@@ -517,15 +508,10 @@ pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()
             &bar,
         )
         .await;
-    bar.0.finish_and_clear();
-    let summary = result?;
-    flush(&tables).await?;
-    print_summary(
-        &summary,
-        args.write.json,
-        &format!("updated {} rows", summary.changes.rows_changed),
-    );
-    Ok(())
+    report(&tables, bar, result, args.write.json, |summary| {
+        format!("updated {} rows", summary.changes.rows_changed)
+    })
+    .await
 }
 
 pub(crate) async fn run_delete(args: DeleteArgs, env: &Env) -> anyhow::Result<()> {
@@ -689,6 +675,22 @@ fn write_json_rows(
         serde_json::to_writer(&mut *out, &Value::Object(object))?;
         out.write_all(b"\n")?;
     }
+    Ok(())
+}
+
+/// Ends a write's progress bar, flushes the call statistics and prints the
+/// summary, `what` giving its first words.
+async fn report(
+    tables: &Tables,
+    bar: RowProgress,
+    result: crate::table::Result<WriteSummary>,
+    json: bool,
+    what: impl FnOnce(&WriteSummary) -> String,
+) -> anyhow::Result<()> {
+    bar.0.finish_and_clear();
+    let summary = result?;
+    flush(tables).await?;
+    print_summary(&summary, json, &what(&summary));
     Ok(())
 }
 
