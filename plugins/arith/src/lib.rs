@@ -27,7 +27,27 @@ fn div(a: i64, b: i64) -> Result<i64, String> {
         .ok_or_else(|| format!("integer overflow: {a} / {b}"))
 }
 
-sandtable_guest::plugin!(functions = [add, is_null, div]);
+/// Hashes `x` through `rounds` rounds of the SplitMix64 finalizer, each
+/// round depending on the last, so that the cost grows linearly with
+/// `rounds`. Benchmarks use it as a CPU-heavy function.
+///
+/// A negative `rounds` is a row error.
+#[udf]
+fn mix(x: i64, rounds: i64) -> Result<i64, String> {
+    if rounds < 0 {
+        return Err(format!("invalid rounds {rounds}: give 0 or more"));
+    }
+    let mut z = x as u64;
+    for _ in 0..rounds {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+    }
+    Ok(z as i64)
+}
+
+sandtable_guest::plugin!(functions = [add, is_null, div, mix]);
 
 #[cfg(test)]
 mod tests {
@@ -50,6 +70,21 @@ mod tests {
         let result = testing::call::<is_null>(&[input]).unwrap();
         assert_eq!(result.column.values, Values::Bool(vec![false, true]));
         assert!(testing::describe::<is_null>().takes_nulls);
+    }
+
+    #[test]
+    fn mix_hashes_and_rejects_negative_rounds() {
+        let result =
+            testing::call::<mix>(&[Column::ints([7, 7, 7]), Column::ints([0, 1, -1])]).unwrap();
+        let values = result.column.to_values();
+        assert_eq!(values[0], Some(Value::Int(7)));
+        assert_ne!(values[1], Some(Value::Int(7)));
+        assert_eq!(values[2], None);
+        assert_eq!(result.errors.len(), 1);
+        assert_eq!(
+            result.errors[0].message,
+            "invalid rounds -1: give 0 or more"
+        );
     }
 
     #[test]
