@@ -446,9 +446,10 @@ impl Bench {
     async fn compute(&self, heavy_rows: usize) -> anyhow::Result<()> {
         println!("Backfill of a computed column by add_computed_column, with 1 and 2 workers");
         println!("(each twice, alternating; the best run of each counts.");
-        println!(" cpu = CPU time of this process, Postgres not included;");
+        println!(" cpu = CPU time of this process, Postgres not included; cores = cpu / wall;");
         println!(" guest = time in the guest summed over calls, from the engine's stats;");
-        println!(" with 2 workers, cpu and guest may exceed the wall time)\n");
+        println!(" with 2 workers, cpu and guest may exceed the wall time)");
+        println!("cores free before the backfills: {:.2}\n", free_cores()?);
         let all = std::fs::read(&self.jsonl)?;
         let heavy = head_lines(&self.jsonl, heavy_rows)?;
 
@@ -486,7 +487,7 @@ impl Bench {
 
 fn print_backfill_header() {
     println!(
-        "{:<20} {:>7} {:>3} {:>8} {:>7} {:>9} {:>6} {:>7} {:>6} {:>7}",
+        "{:<20} {:>7} {:>3} {:>8} {:>7} {:>9} {:>6} {:>5} {:>7} {:>6} {:>7}",
         "expression",
         "workers",
         "run",
@@ -494,6 +495,7 @@ fn print_backfill_header() {
         "wall s",
         "rows/s",
         "cpu s",
+        "cores",
         "guest s",
         "guest%",
         "us/row"
@@ -501,15 +503,16 @@ fn print_backfill_header() {
 }
 
 fn print_backfill(expression: &str, workers: usize, run: usize, figures: &Backfill) {
+    let wall = figures.wall.as_secs_f64();
+    let cpu = figures.cpu.as_secs_f64();
     let guest = figures.guest.as_secs_f64();
     println!(
-        "{expression:<20} {workers:>7} {run:>3} {:>8} {:>7.2} {:>9.0} {:>6.2} {guest:>7.2} \
-         {:>5.0}% {:>7.1}",
+        "{expression:<20} {workers:>7} {run:>3} {:>8} {wall:>7.2} {:>9.0} {cpu:>6.2} {:>5.2} \
+         {guest:>7.2} {:>5.0}% {:>7.1}",
         figures.rows,
-        figures.wall.as_secs_f64(),
         rate(figures.rows, figures.wall),
-        figures.cpu.as_secs_f64(),
-        100.0 * guest / figures.wall.as_secs_f64(),
+        cpu / wall,
+        100.0 * guest / wall,
         guest * 1e6 / figures.guest_rows.max(1) as f64,
     );
 }
