@@ -9,6 +9,7 @@ mod stats;
 
 use sqlx::PgPool;
 
+pub(crate) use plugins::is_foreign_key_violation;
 pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
 pub use stats::STATS_INTERVAL;

@@ -303,10 +303,13 @@ impl Catalog {
             let numbers: Vec<i32> = versions.iter().map(|v| v.version).collect();
             self.check_unused(tenant, &reference.name, &numbers).await?;
             let mut tx = self.pool.begin().await?;
-            sqlx::query("DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2")
-                .bind(tenant.id)
-                .bind(&reference.name)
-                .execute(&mut *tx)
+            let deleted =
+                sqlx::query("DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2")
+                    .bind(tenant.id)
+                    .bind(&reference.name)
+                    .execute(&mut *tx)
+                    .await;
+            self.in_use_if_referenced(deleted, tenant, &reference.name, &numbers)
                 .await?;
             // Grants go with the name, so that a new component added under
             // it later starts with none.
@@ -323,14 +326,16 @@ impl Catalog {
             let entry = self.find_plugin(tenant, reference).await?;
             self.check_unused(tenant, &entry.name, &[entry.version])
                 .await?;
-            sqlx::query(
+            let deleted = sqlx::query(
                 "DELETE FROM sandtable.plugins WHERE tenant_id = $1 AND name = $2 AND version = $3",
             )
             .bind(tenant.id)
             .bind(&entry.name)
             .bind(entry.version)
             .execute(&self.pool)
-            .await?;
+            .await;
+            self.in_use_if_referenced(deleted, tenant, &entry.name, &[entry.version])
+                .await?;
             vec![entry]
         };
         for entry in &removed {
@@ -404,6 +409,26 @@ impl Catalog {
             },
             uses: uses.join("; "),
         })
+    }
+
+    /// Turns the foreign-key violation of a removal into
+    /// [`CatalogError::PluginInUse`]: a column that started to use the
+    /// version after [`Catalog::check_unused`] looked commits first.
+    async fn in_use_if_referenced(
+        &self,
+        deleted: Result<sqlx::postgres::PgQueryResult, sqlx::Error>,
+        tenant: &Tenant,
+        name: &str,
+        versions: &[i32],
+    ) -> Result<(), CatalogError> {
+        match deleted {
+            Ok(_) => Ok(()),
+            Err(error) if is_foreign_key_violation(&error) => {
+                self.check_unused(tenant, name, versions).await?;
+                Err(error.into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Grants plugin `plugin` (all its versions) the host directory
@@ -574,4 +599,12 @@ impl Catalog {
         };
         Ok((entry, plugin, context))
     }
+}
+
+/// Whether a query failed on a foreign key.
+pub(crate) fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|e| e.code())
+        .is_some_and(|code| code == "23503")
 }

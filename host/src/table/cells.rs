@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use crate::sandbox::types::Values;
 use crate::sandbox::{Column, ColumnBuilder, DataType, string_at};
 
-use super::copy::CopyEncoder;
+use super::binary_copy::BinaryCopyEncoder;
 use super::error::{Result, TableError};
 use super::expr::CellPart;
 use super::schema::ColumnInfo;
@@ -72,7 +72,7 @@ impl Cells {
 
     /// Appends row `row` as `COPY` fields: the value, and for a computed
     /// column its error type and message.
-    pub(crate) fn encode(&self, encoder: &mut CopyEncoder, row: usize, computed: bool) {
+    pub(crate) fn encode(&self, encoder: &mut BinaryCopyEncoder, row: usize, computed: bool) {
         encoder.push_cell(&self.values, row);
         if computed {
             let failure = self.error(row);

@@ -16,9 +16,9 @@ use tokio::task::JoinHandle;
 use crate::catalog::{PluginRef, VersionSelector};
 use crate::sandbox::{Column, ColumnBuilder, DataType};
 
+use super::binary_copy::BinaryCopyEncoder;
 use super::cells::{CellReader, Cells, cells_select};
 use super::compute::{Batch, Plan, PluginSet, bind, pinned_plugins, referenced_columns};
-use super::copy::CopyEncoder;
 use super::error::{Result, TableError};
 use super::expr::{Call, CellPart, Expr, parse_assignment, parse_expr, parse_predicate};
 use super::filter::{Bind, FilterBuilder, bind_all};
@@ -577,7 +577,7 @@ impl Tables {
                 )))
                 .execute(&mut *write.tx)
                 .await?;
-                "COPY _sandtable_backfill (rowid, v, et, em) FROM STDIN".to_owned()
+                "COPY _sandtable_backfill (rowid, v, et, em) FROM STDIN (FORMAT binary)".to_owned()
             }
             Output::NewVersions => copy_statement(&schema),
         };
@@ -640,7 +640,7 @@ impl Tables {
                 return Err(error);
             }
             cell_errors += count_failures(&batch, &pass.plans);
-            let mut encoder = CopyEncoder::new();
+            let mut encoder = BinaryCopyEncoder::new();
             match &pass.output {
                 Output::InPlace { position } => {
                     let cells = batch.cells[*position]
@@ -657,7 +657,7 @@ impl Tables {
                 }
             }
             let mut sink = write.tx.copy_in_raw(&copy).await?;
-            sink.send(encoder.take()).await?;
+            sink.send(encoder.finish()).await?;
             sink.finish().await?;
             rows_done += batch.rows as u64;
             progress.advance(batch.rows as u64);
@@ -701,7 +701,7 @@ async fn insert_spec(write: &mut Write, column_id: i64, pinned: &Expr) -> Result
     .execute(&mut *write.tx)
     .await?;
     for (plugin, version) in pinned_plugins(pinned) {
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO sandtable.column_spec_plugins \
                (column_id, write_from, tenant_id, plugin, version) \
              SELECT $1, $2, tenant_id, $3, $4 FROM sandtable.tables WHERE id = $5",
@@ -712,7 +712,17 @@ async fn insert_spec(write: &mut Write, column_id: i64, pinned: &Expr) -> Result
         .bind(version)
         .bind(write.schema.id)
         .execute(&mut *write.tx)
-        .await?;
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(error) if crate::catalog::is_foreign_key_violation(&error) => {
+                return Err(TableError::Conflict(format!(
+                    "plugin `{plugin}@{version}` was removed while the column was being set up; \
+                     add the plugin again, or name another version"
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
     Ok(())
 }

@@ -12,9 +12,9 @@ use tokio::task::JoinHandle;
 
 use crate::sandbox::UdfEngine;
 
+use super::binary_copy::BinaryCopyEncoder;
 use super::cells::{Cells, describe_value};
 use super::compute::{Batch, Plan, PluginSet, bind, evaluate};
-use super::copy::CopyEncoder;
 use super::error::{Result, TableError};
 use super::expr::CellPart;
 use super::input::{InputFormat, InputSchema, RowBatch, read_batches};
@@ -85,7 +85,7 @@ impl Tables {
         let statement = copy_statement(&schema);
         let mut copy = write.tx.copy_in_raw(&statement).await?;
         let mut pending: VecDeque<JoinHandle<Result<(RowBatch, Batch)>>> = VecDeque::new();
-        let mut encoder = CopyEncoder::new();
+        let mut encoder = BinaryCopyEncoder::new();
         let mut rows: u64 = 0;
         let mut cell_errors: u64 = 0;
         let mut failure: Option<TableError> = None;
@@ -147,9 +147,7 @@ impl Tables {
                 u32::MAX
             )));
         }
-        if !encoder.is_empty() {
-            copy.send(encoder.take()).await?;
-        }
+        copy.send(encoder.finish()).await?;
         copy.finish().await?;
         let changes = Changes {
             rows_added: rows as i64,
@@ -206,7 +204,7 @@ pub(crate) fn copy_statement(schema: &TableSchema) -> String {
         }
     }
     format!(
-        "COPY {} ({}) FROM STDIN",
+        "COPY {} ({}) FROM STDIN (FORMAT binary)",
         schema.sql_table(),
         columns.join(", ")
     )
@@ -332,7 +330,7 @@ pub(crate) fn count_failures(batch: &Batch, plans: &[(usize, Plan)]) -> u64 {
 /// with the row ids `rowid` gives, in the column order of
 /// [`copy_statement`].
 pub(crate) fn encode_rows(
-    encoder: &mut CopyEncoder,
+    encoder: &mut BinaryCopyEncoder,
     schema: &TableSchema,
     batch: &Batch,
     write_id: i64,

@@ -6,6 +6,7 @@
 //! described in `migrations/0002_tables.sql` and in [`write`]'s module
 //! documentation.
 
+pub mod binary_copy;
 mod cells;
 mod columns;
 mod compute;
@@ -25,6 +26,7 @@ mod write;
 pub use cells::{CellFailure, Cells};
 pub use columns::ColumnAdded;
 pub use error::{Result, TableError};
+pub use insert::INSERT_BATCH_ROWS;
 pub use schema::{
     ColumnInfo, ComputedSpec, MAX_NAME_CHARS, TableSchema, check_name, parse_data_type,
 };

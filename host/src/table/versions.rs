@@ -246,8 +246,10 @@ impl Tables {
         check_name("snapshot", name)?;
         let mut tx = self.catalog.pool().begin().await?;
         claim_name(&mut tx, &self.tenant, name).await?;
-        // The table must be a table, not a snapshot.
-        write::find_table(&mut tx, &self.tenant, table).await?;
+        // The table must be a table, not a snapshot. Its lock waits for a
+        // revert or drop in progress, and keeps one from starting until
+        // the snapshot is stored, so the version pinned stays.
+        write::lock_for_reading(&mut tx, &self.tenant, table).await?;
         let resolved = resolve_source(&mut tx, self, table, version).await?;
         let created_at: String = sqlx::query_scalar(
             "INSERT INTO sandtable.snapshots (tenant_id, name, table_id, version, write_id) \

@@ -9,9 +9,9 @@
 //! later one while holding what that one needs.
 //!
 //! A write may do its work (copying rows in, running plugins) while earlier
-//! writes still run. Before it commits it waits for every earlier number to
-//! finish, by taking a shared lock on each one's advisory lock, and then
-//! takes the next version number. A write that rolls back leaves a gap in
+//! writes still run. Before it commits it waits for every earlier number
+//! still running to finish, by taking a shared lock on each one's advisory
+//! lock, and then takes the next version number. A write that rolls back leaves a gap in
 //! the write numbers and none in the versions.
 
 use sqlx::{AssertSqlSafe, PgConnection, PgPool, Postgres, Transaction};
@@ -58,6 +58,48 @@ pub(crate) fn table_not_found(name: &str) -> TableError {
     ))
 }
 
+/// Locks table `name` in access-share mode until the transaction ends, so
+/// that no write that changes the schema, reverts or drops it runs
+/// meanwhile, and returns its id.
+pub(crate) async fn lock_for_reading(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    name: &str,
+) -> Result<i64> {
+    let table_id = find_table(conn, tenant, name).await?;
+    lock_table(conn, tenant, name, table_id, "ACCESS SHARE").await?;
+    Ok(table_id)
+}
+
+/// Locks table `table_id` in `mode`, and checks that `name` still names it.
+async fn lock_table(
+    conn: &mut PgConnection,
+    tenant: &Tenant,
+    name: &str,
+    table_id: i64,
+    mode: &str,
+) -> Result<()> {
+    let table = format!("\"{}\".t_{table_id}", tenant.schema_name);
+    let locked = sqlx::query(AssertSqlSafe(format!("LOCK TABLE {table} IN {mode} MODE")))
+        .execute(&mut *conn)
+        .await;
+    if let Err(error) = locked {
+        // Dropped between the lookup and the lock.
+        if is_undefined_table(&error) {
+            return Err(table_not_found(name));
+        }
+        return Err(error.into());
+    }
+    // The table may have been dropped and its name reused while this
+    // waited for the lock.
+    if find_table(conn, tenant, name).await? != table_id {
+        return Err(TableError::Conflict(format!(
+            "table `{name}` was dropped and created again meanwhile; run the command again"
+        )));
+    }
+    Ok(())
+}
+
 /// Starts a write to table `name`: locks it, takes a write number, and
 /// loads the schema, which no other write can change until this one ends.
 pub(crate) async fn begin(
@@ -72,24 +114,7 @@ pub(crate) async fn begin(
         LockMode::Rows => "ROW EXCLUSIVE",
         LockMode::Schema => "ACCESS EXCLUSIVE",
     };
-    let table = format!("\"{}\".t_{table_id}", tenant.schema_name);
-    let locked = sqlx::query(AssertSqlSafe(format!("LOCK TABLE {table} IN {lock} MODE")))
-        .execute(&mut *tx)
-        .await;
-    if let Err(error) = locked {
-        // Dropped between the lookup and the lock.
-        if is_undefined_table(&error) {
-            return Err(table_not_found(name));
-        }
-        return Err(error.into());
-    }
-    // The table may have been dropped and its name reused while this write
-    // waited for the lock.
-    if find_table(&mut tx, tenant, name).await? != table_id {
-        return Err(TableError::Conflict(format!(
-            "table `{name}` was dropped and created again while this write waited; run it again"
-        )));
-    }
+    lock_table(&mut tx, tenant, name, table_id, lock).await?;
     let sequence = format!("\"{}\".t_{table_id}_writes", tenant.schema_name);
     let write_id: i64 = sqlx::query_scalar("SELECT sandtable.begin_write($1, $2::regclass)")
         .bind(table_id)
@@ -124,23 +149,31 @@ pub struct Changes {
 
 impl Write {
     /// Waits until every earlier write of the table has ended.
+    ///
+    /// Only the earlier writes still running hold their advisory locks, and
+    /// each took its lock before this write got its number, so the locks
+    /// found in `pg_locks` are all there is to wait for. Waiting on those
+    /// alone keeps the number of locks this write holds to the number of
+    /// writes running at once, however many earlier writes rolled back.
     pub(crate) async fn wait_turn(&mut self) -> Result<()> {
-        let last: i64 = sqlx::query_scalar(
-            "SELECT coalesce(max(write_id), 0) FROM sandtable.table_versions WHERE table_id = $1",
+        let running: Vec<i64> = sqlx::query_scalar(
+            "SELECT objid::text::bigint FROM pg_locks \
+             WHERE locktype = 'advisory' AND objsubid = 2 AND mode = 'ExclusiveLock' AND granted \
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+               AND classid = $1::integer::text::oid \
+               AND objid::text::bigint BETWEEN 1 AND $2 - 1 \
+             ORDER BY 1",
         )
         .bind(self.schema.id)
-        .fetch_one(&mut *self.tx)
+        .bind(self.write_id)
+        .fetch_all(&mut *self.tx)
         .await?;
-        if last + 1 < self.write_id {
-            sqlx::query(
-                "SELECT count(pg_advisory_xact_lock_shared($1::integer, w::integer)) \
-                 FROM generate_series($2::bigint, $3::bigint) AS w",
-            )
-            .bind(self.schema.id)
-            .bind(last + 1)
-            .bind(self.write_id - 1)
-            .execute(&mut *self.tx)
-            .await?;
+        for write_id in running {
+            sqlx::query("SELECT pg_advisory_xact_lock_shared($1::integer, $2::integer)")
+                .bind(self.schema.id)
+                .bind(write_id)
+                .execute(&mut *self.tx)
+                .await?;
         }
         Ok(())
     }
