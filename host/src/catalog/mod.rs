@@ -77,9 +77,9 @@ pub enum CatalogError {
     },
     /// A plugin version to be removed is still used.
     #[error(
-        "plugin `{reference}` is in use: {uses}. Upgrade those columns to another version \
-         (`sandtable column upgrade TABLE COLUMN`), drop those tables or snapshots, or keep \
-         the version"
+        "plugin `{reference}` is in use: {uses}. Move the columns that compute with it to \
+         another version (`sandtable column upgrade TABLE COLUMN`) and drop those snapshots; a \
+         version in a table's history stays until the table is dropped"
     )]
     PluginInUse {
         /// The plugin, with its version when one was named.

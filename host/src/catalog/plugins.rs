@@ -394,7 +394,9 @@ impl Catalog {
                      restore, calls {name}@{version}"
                 )
             };
-            uses.push(what);
+            if !uses.contains(&what) {
+                uses.push(what);
+            }
             for snapshot in snapshots {
                 let use_ = format!("snapshot `{snapshot}` holds values {name}@{version} computed");
                 if !uses.contains(&use_) {

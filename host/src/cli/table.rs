@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::Env;
-use crate::sandbox::Column;
+use crate::sandbox::{Column, escape_for_display as sanitize};
 use crate::table::input::InputFormat;
 use crate::table::values::{cell_json, cell_text};
 use crate::table::{
@@ -422,7 +422,10 @@ pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()
     print_summary(
         &summary,
         args.write.json,
-        &format!("inserted {} rows", summary.changes.rows_added),
+        &format!(
+            "inserted {}",
+            count(summary.changes.rows_added as u64, "row", "rows")
+        ),
     );
     Ok(())
 }
@@ -447,10 +450,10 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
                 println!("{}", serde_json::to_string_pretty(&added)?);
             } else {
                 println!(
-                    "added column `{name}` {} = {} to `{table}`: computed {} rows{}; version {}",
+                    "added column `{name}` {} = {} to `{table}`: computed {}{}; version {}",
                     added.data_type,
                     added.expression,
-                    added.summary.changes.rows_changed,
+                    count(added.summary.changes.rows_changed as u64, "row", "rows"),
                     failed_cells(added.summary.cell_errors),
                     added.summary.version
                 );
@@ -468,8 +471,8 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
                 .await;
             report(&tables, bar, result, write.json, |summary| {
                 format!(
-                    "upgraded column `{column}`: computed {} rows",
-                    summary.changes.rows_changed
+                    "upgraded column `{column}`: computed {}",
+                    count(summary.changes.rows_changed as u64, "row", "rows")
                 )
             })
             .await?;
@@ -491,7 +494,10 @@ pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Res
         )
         .await;
     report(&tables, bar, result, args.write.json, |summary| {
-        format!("recomputed {} rows", summary.changes.rows_changed)
+        format!(
+            "recomputed {}",
+            count(summary.changes.rows_changed as u64, "row", "rows")
+        )
     })
     .await
 }
@@ -509,7 +515,10 @@ pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()
         )
         .await;
     report(&tables, bar, result, args.write.json, |summary| {
-        format!("updated {} rows", summary.changes.rows_changed)
+        format!(
+            "updated {}",
+            count(summary.changes.rows_changed as u64, "row", "rows")
+        )
     })
     .await
 }
@@ -520,7 +529,10 @@ pub(crate) async fn run_delete(args: DeleteArgs, env: &Env) -> anyhow::Result<()
     print_summary(
         &summary,
         args.json,
-        &format!("deleted {} rows", summary.changes.rows_removed),
+        &format!(
+            "deleted {}",
+            count(summary.changes.rows_removed as u64, "row", "rows")
+        ),
     );
     Ok(())
 }
@@ -578,28 +590,30 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
     let mut out = std::io::BufWriter::new(stdout.lock());
     match args.format {
         SelectFormat::Table => {
-            let mut header: Vec<String> = Vec::new();
             let mut rows: Vec<Vec<String>> = Vec::new();
-            let (_, count) = tables
-                .select_each(&args.source, &query, |names, columns| {
-                    if header.is_empty() {
-                        header = names.iter().map(|c| c.name.clone()).collect();
-                    }
+            let (source, count) = tables
+                .select_each(&args.source, &query, |_, columns| {
                     for row in 0..columns.first().map_or(0, Column::len) {
+                        // A terminal would act on control characters in a
+                        // value, so they are shown escaped.
                         rows.push(
                             columns
                                 .iter()
-                                .map(|c| cell_text(c, row).unwrap_or_else(|| "null".into()))
+                                .map(|c| match cell_text(c, row) {
+                                    Some(text) => sanitize(&text, usize::MAX),
+                                    None => "null".into(),
+                                })
                                 .collect(),
                         );
                     }
                     Ok(())
                 })
                 .await?;
-            if header.is_empty() {
-                let schema = tables.source_schema(&args.source, args.version).await?;
-                header = schema.columns.iter().map(|c| c.name.clone()).collect();
-            }
+            let header: Vec<String> = source
+                .columns
+                .iter()
+                .map(|c| sanitize(&c.name, usize::MAX))
+                .collect();
             let mut table = comfy_table::Table::new();
             table
                 .load_preset(comfy_table::presets::NOTHING)
@@ -628,7 +642,7 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
             let mut writer = csv::Writer::from_writer(&mut out);
             let mut wrote_header = false;
             let mut failed = None;
-            let (_, _) = tables
+            let (source, _) = tables
                 .select_each(&args.source, &query, |names, columns| {
                     if !wrote_header {
                         wrote_header = true;
@@ -649,8 +663,7 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
                 })
                 .await?;
             if !wrote_header {
-                let schema = tables.source_schema(&args.source, args.version).await?;
-                writer.write_record(schema.columns.iter().map(|c| &c.name))?;
+                writer.write_record(source.columns.iter().map(|c| &c.name))?;
             }
             if let Some(error) = failed {
                 return Err(error.into());
@@ -708,6 +721,11 @@ fn print_summary(summary: &WriteSummary, as_json: bool, what: &str) {
             summary.version
         );
     }
+}
+
+/// `1 row`, `2 rows`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn failed_cells(count: u64) -> String {

@@ -28,10 +28,12 @@ mod server_user;
 use std::env;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use nix::unistd::{Uid, User};
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 
 pub use cluster::{ClusterState, ClusterStatus, EmbeddedCluster, StartReport};
 pub use error::Error;
@@ -157,7 +159,7 @@ async fn connect_external(url: &str) -> Result<PgPool, Error> {
     create_vector_extension(&mut connection, &server).await?;
     let _ = connection.close().await;
 
-    Ok(PgPoolOptions::new().connect_lazy_with(options))
+    Ok(pool(options))
 }
 
 async fn connect_embedded(config: &DatabaseConfig) -> Result<PgPool, Error> {
@@ -175,7 +177,15 @@ async fn connect_embedded(config: &DatabaseConfig) -> Result<PgPool, Error> {
     create_vector_extension(&mut connection, &server).await?;
     let _ = connection.close().await;
 
-    Ok(PgPoolOptions::new().connect_lazy_with(options))
+    Ok(pool(options))
+}
+
+/// A lazy pool over `options`. A statement that waits on a table lock, as
+/// writes to one table do in turn, is slow without being wrong, so sqlx's
+/// slow-statement records go to the debug level instead of warnings.
+fn pool(options: PgConnectOptions) -> PgPool {
+    let options = options.log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+    PgPoolOptions::new().connect_lazy_with(options)
 }
 
 /// Runs `CREATE EXTENSION IF NOT EXISTS vector`.

@@ -162,7 +162,8 @@ fn bind_node(
 ) -> Result<(Plan, DataType, Expr)> {
     if depth > MAX_CALL_DEPTH {
         return Err(TableError::Invalid(format!(
-            "the expression nests calls deeper than {MAX_CALL_DEPTH} levels"
+            "the expression nests calls deeper than {MAX_CALL_DEPTH} levels; compute the inner \
+             calls in computed columns of their own and call those"
         )));
     }
     match expr {
@@ -212,8 +213,9 @@ fn bind_node(
             })?;
             if function.params.len() != call.args.len() {
                 return Err(TableError::Invalid(format!(
-                    "`{name}` takes {} argument(s), but `{expr}` gives {}",
+                    "`{name}` takes {} argument{}, but `{expr}` gives {}",
                     function.params.len(),
+                    if function.params.len() == 1 { "" } else { "s" },
                     call.args.len()
                 )));
             }

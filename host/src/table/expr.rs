@@ -132,7 +132,7 @@ pub struct Assignment {
 
 /// Text that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message} at character {position} of `{}`", excerpt(input, *position))]
+#[error("in `{}`, at character {position}: {message}", excerpt(input, *position))]
 pub struct ParseError {
     /// What is wrong, and what would be accepted there.
     pub message: String,
@@ -2136,7 +2136,7 @@ mod tests {
         let error = parse_expr("a b").unwrap_err();
         assert_eq!(
             error.to_string(),
-            "expected end of input after the expression, found `b` at character 3 of `a b`"
+            "in `a b`, at character 3: expected end of input after the expression, found `b`"
         );
         assert_eq!(error.input, "a b");
     }

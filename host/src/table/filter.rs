@@ -90,7 +90,17 @@ impl<'a> FilterBuilder<'a> {
     }
 
     fn column_side(&self, reference: &ColumnRef) -> Result<Side> {
-        let column = self.schema.resolve(reference)?;
+        let column = self
+            .schema
+            .resolve(reference)
+            .map_err(|error| match error {
+                // `name = "banana"` reads as two columns in SQL, too.
+                TableError::NotFound(message) => TableError::NotFound(format!(
+                    "{message}; a string is written in single quotes, as in '{}'",
+                    reference.name.replace('\'', "''")
+                )),
+                other => other,
+            })?;
         let data_type = match reference.part {
             CellPart::Value => column.data_type,
             _ => DataType::String,
@@ -162,7 +172,8 @@ impl<'a> FilterBuilder<'a> {
         match side {
             Side::Column { sql, .. } => Ok(sql.clone()),
             Side::Literal(Literal::Null) => Err(TableError::Invalid(format!(
-                "`{whole}` compares with null, which is never true; write `is null`"
+                "`{whole}` compares with null, which is never true; write `is null` or `is not \
+                 null`"
             ))),
             Side::Literal(literal) => {
                 let mut builder = ColumnBuilder::new(data_type, 1);

@@ -39,7 +39,7 @@ pub struct SelectQuery {
 }
 
 /// What a select read from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SelectSource {
     /// The table.
     pub table: String,
@@ -47,6 +47,8 @@ pub struct SelectSource {
     pub snapshot: Option<String>,
     /// The table version read.
     pub version: i64,
+    /// The columns of the result, also when it has no rows.
+    pub columns: Vec<OutputColumn>,
 }
 
 /// A column of a select's result.
@@ -233,6 +235,19 @@ impl Tables {
         let w = binds.len();
         conditions.push(format!("_v_min <= ${w} AND _v_max > ${w}"));
 
+        for (i, reference) in references.iter().enumerate() {
+            if references[..i].contains(reference) {
+                return Err(TableError::Invalid(format!(
+                    "`{reference}` is listed twice in --columns; list each column once"
+                )));
+            }
+        }
+        if query.descending && order.is_none() {
+            return Err(TableError::Invalid(
+                "--desc reverses the order of --order-by COLUMN; give the column to order by"
+                    .into(),
+            ));
+        }
         let mut output = Vec::with_capacity(references.len());
         let mut select = Vec::with_capacity(references.len());
         for reference in &references {
@@ -315,6 +330,7 @@ impl Tables {
                 table: resolved.table,
                 snapshot: resolved.snapshot,
                 version: resolved.version,
+                columns: output,
             },
             count,
         ))

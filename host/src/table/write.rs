@@ -49,7 +49,27 @@ pub(crate) async fn find_table(
             .bind(name)
             .fetch_optional(&mut *conn)
             .await?;
-    id.ok_or_else(|| table_not_found(name))
+    match id {
+        Some(id) => Ok(id),
+        None => {
+            let snapshot: Option<String> = sqlx::query_scalar(
+                "SELECT t.name FROM sandtable.snapshots s \
+                 JOIN sandtable.tables t ON t.id = s.table_id \
+                 WHERE s.tenant_id = $1 AND s.name = $2",
+            )
+            .bind(tenant.id)
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await?;
+            Err(match snapshot {
+                Some(table) => TableError::Invalid(format!(
+                    "`{name}` is a snapshot of table `{table}`, which only `select` reads; \
+                     name the table `{table}` instead"
+                )),
+                None => table_not_found(name),
+            })
+        }
+    }
 }
 
 pub(crate) fn table_not_found(name: &str) -> TableError {
