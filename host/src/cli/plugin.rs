@@ -195,6 +195,15 @@ async fn add(env: &Env, file: &Path, name: Option<String>, json: bool) -> anyhow
     let name = name.unwrap_or_else(|| plugin.description().name.clone());
     let (catalog, tenant) = env.catalog().await?;
     let added = catalog.add_plugin(&tenant, &name, &bytes, &plugin).await?;
+    let described = &plugin.description().name;
+    if described != &name && !json {
+        // Under another plugin's name, the new version becomes what
+        // `NAME.FUNCTION` without a version calls.
+        eprintln!(
+            "note: the component describes itself as `{described}`, and is stored as a version \
+             of `{name}`; expressions that name `{name}` without a version now call it"
+        );
+    }
     if json {
         let value = json!({ "entry": present::entry(&added.entry), "created": added.created });
         println!("{}", serde_json::to_string_pretty(&value)?);

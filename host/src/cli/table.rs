@@ -469,9 +469,26 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
             let result = tables
                 .upgrade_column(&table, &column, to.as_deref(), &write.options()?, &bar)
                 .await;
+            // The version's detail names the expressions before and after.
+            let moved = match &result {
+                Ok(_) => tables
+                    .history(&table)
+                    .await
+                    .ok()
+                    .and_then(|history| history.last().map(|entry| entry.detail.clone()))
+                    .and_then(|detail| {
+                        Some(format!(
+                            " from {} to {}",
+                            detail["from"].as_str()?,
+                            detail["to"].as_str()?
+                        ))
+                    })
+                    .unwrap_or_default(),
+                Err(_) => String::new(),
+            };
             report(&tables, bar, result, write.json, |summary| {
                 format!(
-                    "upgraded column `{column}`: computed {}",
+                    "upgraded column `{column}`{moved}: computed {}",
                     count(summary.changes.rows_changed as u64, "row", "rows")
                 )
             })

@@ -176,8 +176,18 @@ pub fn push_literal(
                 Literal::String(text) => (show_text(text), "a string"),
                 Literal::Null => ("null".to_owned(), "null"),
             };
+            let hint = match (literal, data_type) {
+                (Literal::String(_), DataType::Int | DataType::Float) => {
+                    "; write the number without quotes"
+                }
+                (Literal::String(_), DataType::Bool) => "; write true or false without quotes",
+                (Literal::Int(_) | Literal::Float(_) | Literal::Bool(_), DataType::String) => {
+                    "; write text in single quotes, as in 'text'"
+                }
+                _ => "",
+            };
             return Err(ValueError::new(format!(
-                "{shown} is {kind}, not {}",
+                "{shown} is {kind}, not {}{hint}",
                 type_phrase(data_type)
             )));
         }
@@ -1331,7 +1341,7 @@ mod tests {
         assert_eq!(column.values, Values::Float(vec![7.0]));
         assert_eq!(
             from_literal(&DataType::String, Literal::Int(7)).unwrap_err(),
-            "7 is an int, not a string"
+            "7 is an int, not a string; write text in single quotes, as in 'text'"
         );
         assert_eq!(
             from_literal(&DataType::Timestamp, Literal::Int(7)).unwrap_err(),
@@ -1396,7 +1406,7 @@ mod tests {
         );
         assert_eq!(
             from_literal(&DataType::Int, text("12")).unwrap_err(),
-            "\"12\" is a string, not an int"
+            "\"12\" is a string, not an int; write the number without quotes"
         );
     }
 
