@@ -817,3 +817,28 @@ async fn every_type_round_trips_through_insert_and_select() -> anyhow::Result<()
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn reads_go_on_while_a_column_add_computes() -> anyhow::Result<()> {
+    let (_db, tables) = setup(&[("hostile", "hostile.wasm")]).await?;
+    tables.create_table("t", &columns(&["ms:int"])).await?;
+    insert_jsonl(&tables, "t", &[json!({"ms": 700}), json!({"ms": 700})]).await?;
+    let adding = {
+        let tables = tables.clone();
+        tokio::spawn(async move {
+            tables
+                .add_computed_column("t", "slept", "hostile.sleep(ms)", &abort(), &())
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The guest sleeps 1.4 s in all, so the add is still computing when
+    // this read ends, and the read does not see the new column.
+    let rows = dump(&tables, "t").await?;
+    assert!(!adding.is_finished(), "the read waited for the column add");
+    assert_eq!(rows, vec![json!({"ms": 700}), json!({"ms": 700})]);
+    adding.await??;
+    let rows = dump(&tables, "t").await?;
+    assert_eq!(rows[0]["slept"], 700);
+    Ok(())
+}

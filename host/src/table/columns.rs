@@ -51,8 +51,9 @@ type ScannedBatch = (Vec<i64>, Batch);
 
 /// Where a pass over stored rows writes what it computed.
 enum Output {
-    /// Into the live versions' cells of the column at this position.
-    InPlace { position: usize },
+    /// Into the live versions' cells of the column at this position, which
+    /// `alter` adds to the Postgres table once the cells are computed.
+    InPlace { position: usize, alter: String },
     /// As new versions of the rows.
     NewVersions,
 }
@@ -94,7 +95,7 @@ impl Tables {
         check_name("column", name)?;
         let expr = parse_expr(expression)?;
         let mut write =
-            write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Schema).await?;
+            write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Writes).await?;
         write.wait_turn().await?;
         if write.schema.column(name).is_ok() {
             return Err(TableError::Conflict(format!(
@@ -124,14 +125,14 @@ impl Tables {
         .await?;
         let _ = position;
         insert_spec(&mut write, column_id, &pinned).await?;
-        let table_sql = write.schema.sql_table();
-        sqlx::query(AssertSqlSafe(format!(
-            "ALTER TABLE {table_sql} ADD COLUMN c_{column_id} {}, ADD COLUMN c_{column_id}_et text, \
+        // Reads of the table go on while the cells are computed; the column
+        // is added to the Postgres table only to store them.
+        let alter = format!(
+            "ALTER TABLE {} ADD COLUMN c_{column_id} {}, ADD COLUMN c_{column_id}_et text, \
              ADD COLUMN c_{column_id}_em text",
+            write.schema.sql_table(),
             pg_type(&data_type)
-        )))
-        .execute(&mut *write.tx)
-        .await?;
+        );
         let schema = load_schema(&mut write.tx, &self.tenant, write.schema.id, table, LIVE).await?;
         write.schema = schema.clone();
         let position = schema
@@ -151,7 +152,7 @@ impl Tables {
             binds: Vec::new(),
             plans: Arc::new(vec![(position, plan)]),
             sets: Arc::new(Vec::new()),
-            output: Output::InPlace { position },
+            output: Output::InPlace { position, alter },
             batch_rows,
         };
         let (rows, cell_errors) = self.run_pass(&mut write, pass, options, progress).await?;
@@ -247,7 +248,7 @@ impl Tables {
         progress: &dyn Progress,
     ) -> Result<WriteSummary> {
         let mut write =
-            write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Schema).await?;
+            write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Writes).await?;
         write.wait_turn().await?;
         let target = computed_column(&write.schema, column)?;
         let info = write.schema.columns[target].clone();
@@ -568,7 +569,7 @@ impl Tables {
             .execute(&mut *write.tx)
             .await?;
         let copy = match &pass.output {
-            Output::InPlace { position } => {
+            Output::InPlace { position, .. } => {
                 let column = &schema.columns[*position];
                 sqlx::query(AssertSqlSafe(format!(
                     "CREATE TEMP TABLE _sandtable_backfill \
@@ -642,7 +643,7 @@ impl Tables {
             cell_errors += count_failures(&batch, &pass.plans);
             let mut encoder = BinaryCopyEncoder::new();
             match &pass.output {
-                Output::InPlace { position } => {
+                Output::InPlace { position, .. } => {
                     let cells = batch.cells[*position]
                         .as_ref()
                         .expect("the computed column is filled");
@@ -665,8 +666,18 @@ impl Tables {
         sqlx::query("CLOSE _sandtable_scan")
             .execute(&mut *write.tx)
             .await?;
-        if let Output::InPlace { position } = pass.output {
-            let column = &schema.columns[position];
+        if let Output::InPlace { position, alter } = &pass.output {
+            // Altering the table waits for its readers and holds them off
+            // until the write commits.
+            sqlx::query(AssertSqlSafe(format!(
+                "LOCK TABLE {table_sql} IN ACCESS EXCLUSIVE MODE"
+            )))
+            .execute(&mut *write.tx)
+            .await?;
+            sqlx::query(AssertSqlSafe(alter.clone()))
+                .execute(&mut *write.tx)
+                .await?;
+            let column = &schema.columns[*position];
             let (value, error_type, message) = (
                 column.sql(CellPart::Value),
                 column.sql(CellPart::ErrorType),

@@ -2,8 +2,9 @@
 //! start and committed in that order, each becoming the next version.
 //!
 //! A write first locks the Postgres table, in row-exclusive mode when it
-//! changes rows and in access-exclusive mode when it changes the schema,
-//! and only then takes its number (`sandtable.begin_write`). So a write that
+//! changes rows, in share-row-exclusive mode when it changes what computes
+//! them, and in access-exclusive mode when it changes the schema, and only
+//! then takes its number (`sandtable.begin_write`). So a write that
 //! changes the schema is numbered after every write that got its lock
 //! before it, and before every write that waits for it: no write waits on a
 //! later one while holding what that one needs.
@@ -26,7 +27,10 @@ use super::schema::{TableSchema, load_schema};
 pub(crate) enum LockMode {
     /// Changes rows: inserts, updates, deletes, recomputes.
     Rows,
-    /// Changes the schema or the expressions that compute it.
+    /// Changes what computes the rows (a column add until it alters the
+    /// table, an upgrade): no other write runs, and reads go on.
+    Writes,
+    /// Changes the schema: reverts and drops.
     Schema,
 }
 
@@ -132,6 +136,7 @@ pub(crate) async fn begin(
     let table_id = find_table(&mut tx, tenant, name).await?;
     let lock = match mode {
         LockMode::Rows => "ROW EXCLUSIVE",
+        LockMode::Writes => "SHARE ROW EXCLUSIVE",
         LockMode::Schema => "ACCESS EXCLUSIVE",
     };
     lock_table(&mut tx, tenant, name, table_id, lock).await?;
