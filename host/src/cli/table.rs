@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use super::Env;
-use crate::sandbox::{Column, escape_for_display as sanitize};
+use crate::sandbox::{Column, escape_for_display};
 use crate::table::input::InputFormat;
 use crate::table::values::{cell_json, cell_text};
 use crate::table::{
@@ -617,7 +617,7 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
                             columns
                                 .iter()
                                 .map(|c| match cell_text(c, row) {
-                                    Some(text) => sanitize(&text, usize::MAX),
+                                    Some(text) => escape_for_display(&text, usize::MAX),
                                     None => "null".into(),
                                 })
                                 .collect(),
@@ -629,7 +629,7 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
             let header: Vec<String> = source
                 .columns
                 .iter()
-                .map(|c| sanitize(&c.name, usize::MAX))
+                .map(|c| escape_for_display(&c.name, usize::MAX))
                 .collect();
             let mut table = comfy_table::Table::new();
             table

@@ -23,9 +23,11 @@ const POSTGRES_EPOCH_US: i64 = 946_684_800_000_000;
 #[derive(Debug)]
 pub struct BinaryCopyEncoder {
     buf: Vec<u8>,
-    /// Where the current row's field count goes.
+    /// The offset of the current row's field count.
     row_start: usize,
     fields: u16,
+    /// The complete rows buffered and not taken yet.
+    rows: usize,
 }
 
 impl Default for BinaryCopyEncoder {
@@ -41,6 +43,7 @@ impl BinaryCopyEncoder {
             buf: Vec::with_capacity(1 << 16),
             row_start: 0,
             fields: 0,
+            rows: 0,
         };
         encoder.buf.extend_from_slice(HEADER);
         encoder.start_row();
@@ -121,17 +124,18 @@ impl BinaryCopyEncoder {
     pub fn end_row(&mut self) {
         let count = self.fields.to_be_bytes();
         self.buf[self.row_start..self.row_start + 2].copy_from_slice(&count);
+        self.rows += 1;
         self.start_row();
     }
 
-    /// The number of bytes buffered.
+    /// Returns the number of bytes buffered.
     pub fn len(&self) -> usize {
         self.buf.len()
     }
 
-    /// Whether no row is buffered.
+    /// Returns whether no complete row is buffered.
     pub fn is_empty(&self) -> bool {
-        self.buf.len() - self.row_start <= 2 && self.row_start <= HEADER.len()
+        self.rows == 0
     }
 
     /// Takes the complete rows buffered so far, leaving the encoder ready
@@ -140,6 +144,7 @@ impl BinaryCopyEncoder {
         let rest = self.buf.split_off(self.row_start);
         let out = std::mem::replace(&mut self.buf, rest);
         self.row_start = 0;
+        self.rows = 0;
         out
     }
 
@@ -168,7 +173,9 @@ mod tests {
             encoder.push_str(Some("ab"));
             encoder.end_row();
         }
+        assert!(!encoder.is_empty());
         let first = encoder.take();
+        assert!(encoder.is_empty());
         let rest = encoder.finish();
         let mut expected = HEADER.to_vec();
         expected.extend_from_slice(&[0, 2, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 7]);

@@ -319,33 +319,9 @@ fn evaluate_call(engine: &UdfEngine, call: &BoundCall, batch: &Batch) -> Result<
         args.push(values);
     }
     let handle = &call.plugin;
-    let mut builder = ColumnBuilder::new(
-        &handle
-            .plugin
-            .function(&call.function)
-            .expect("a bound function exists")
-            .returns,
-        rows,
-    );
-    let mut start = 0;
-    while start < rows {
-        let end = (start + call.batch_size).min(rows);
-        let chunk: Vec<Column> = if start == 0 && end == rows {
-            args.clone()
-        } else {
-            args.iter().map(|arg| arg.slice(start, end)).collect()
-        };
-        let output = engine.call(
-            &handle.plugin,
-            &handle.context,
-            &call.function,
-            &chunk,
-            end - start,
-        )?;
-        for row in 0..end - start {
-            builder.push_from(&output.column, row);
-        }
-        for error in output.errors {
+    let record_errors = |errors: &mut Vec<Option<CellFailure>>, start: usize, found| {
+        for error in found {
+            let error: crate::sandbox::CellError = error;
             let row = start + error.row;
             if errors[row].is_none() {
                 errors[row] = Some(CellFailure {
@@ -354,9 +330,39 @@ fn evaluate_call(engine: &UdfEngine, call: &BoundCall, batch: &Batch) -> Result<
                 });
             }
         }
-        start = end;
-    }
-    let mut values = builder.finish();
+    };
+    let mut values = if rows <= call.batch_size {
+        // One call takes the whole batch: its arguments and result are used
+        // as they are, without copies.
+        let output = engine.call(&handle.plugin, &handle.context, &call.function, &args, rows)?;
+        record_errors(&mut errors, 0, output.errors);
+        output.column
+    } else {
+        let returns = handle
+            .plugin
+            .function(&call.function)
+            .expect("a bound function exists")
+            .returns;
+        let mut builder = ColumnBuilder::new(&returns, rows);
+        let mut start = 0;
+        while start < rows {
+            let end = (start + call.batch_size).min(rows);
+            let chunk: Vec<Column> = args.iter().map(|arg| arg.slice(start, end)).collect();
+            let output = engine.call(
+                &handle.plugin,
+                &handle.context,
+                &call.function,
+                &chunk,
+                end - start,
+            )?;
+            for row in 0..end - start {
+                builder.push_from(&output.column, row);
+            }
+            record_errors(&mut errors, start, output.errors);
+            start = end;
+        }
+        builder.finish()
+    };
     for (row, failure) in errors.iter().enumerate() {
         if failure.is_some() {
             values.set_null(row);

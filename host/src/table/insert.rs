@@ -84,7 +84,7 @@ impl Tables {
 
         let statement = copy_statement(&schema);
         let mut copy = write.tx.copy_in_raw(&statement).await?;
-        let mut pending: VecDeque<JoinHandle<Result<(RowBatch, Batch)>>> = VecDeque::new();
+        let mut pending: VecDeque<JoinHandle<Result<(u64, Batch)>>> = VecDeque::new();
         let mut encoder = BinaryCopyEncoder::new();
         let mut rows: u64 = 0;
         let mut cell_errors: u64 = 0;
@@ -109,17 +109,18 @@ impl Tables {
                     let Some(handle) = pending.pop_front() else {
                         break;
                     };
-                    let (input, batch) = handle.await.expect("the compute task does not panic")?;
+                    let (first_row, batch) =
+                        handle.await.expect("the compute task does not panic")?;
                     if let Some(error) =
                         first_failure(&schema, &batch, &plans, options.on_error, |row| {
-                            format!("row {} of the input", input.first_row + row as u64)
+                            format!("row {} of the input", first_row + row as u64)
                         })
                     {
                         failure = Some(error);
                         break;
                     }
                     cell_errors += count_failures(&batch, &plans);
-                    let base = (write_id << 32) + (input.first_row as i64 - 1);
+                    let base = (write_id << 32) + (first_row as i64 - 1);
                     encode_rows(&mut encoder, &schema, &batch, write_id, |row| {
                         base + row as i64
                     });
@@ -211,14 +212,15 @@ pub(crate) fn copy_statement(schema: &TableSchema) -> String {
 }
 
 /// Turns an input batch into a batch of every column and computes the
-/// computed ones, in table order.
+/// computed ones, in table order. Returns the batch and the number of its
+/// first input row.
 fn compute_batch(
     engine: &UdfEngine,
     schema: &TableSchema,
     plans: &[(usize, Plan)],
     input: RowBatch,
-) -> Result<(RowBatch, Batch)> {
-    let mut inputs = input.columns.clone().into_iter();
+) -> Result<(u64, Batch)> {
+    let mut inputs = input.columns.into_iter();
     let cells = schema
         .columns
         .iter()
@@ -235,7 +237,7 @@ fn compute_batch(
         cells,
     };
     compute_into(engine, plans, &mut batch)?;
-    Ok((input, batch))
+    Ok((input.first_row, batch))
 }
 
 /// Computes each planned column into `batch`, in order, so that a column

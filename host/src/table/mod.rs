@@ -10,7 +10,6 @@ pub mod binary_copy;
 mod cells;
 mod columns;
 mod compute;
-pub mod copy;
 mod error;
 pub mod expr;
 mod filter;
