@@ -214,7 +214,7 @@ fn cli_errors_name_value_and_fix() {
 }
 
 #[test]
-fn cli_tables_insert_compute_select_and_version() {
+fn cli_table_lifecycle() {
     let cli = Cli::new();
     cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);
     cli.ok(&[
@@ -318,7 +318,7 @@ fn cli_tables_insert_compute_select_and_version() {
 }
 
 #[test]
-fn cli_two_processes_insert_into_one_table_at_once() {
+fn cli_concurrent_insert_processes() {
     let cli = Cli::new();
     cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);
     cli.ok(&[

@@ -184,11 +184,6 @@ fn head_lines(path: &Path, rows: usize) -> anyhow::Result<Vec<u8>> {
     Ok(text[..end].to_vec())
 }
 
-fn plugin_bytes(file: &str) -> anyhow::Result<Vec<u8>> {
-    let path = Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file);
-    std::fs::read(&path).with_context(|| format!("failed to read plugin `{}`", path.display()))
-}
-
 fn table_columns() -> Vec<NewColumn> {
     [
         ("id", DataType::Int),
@@ -234,7 +229,7 @@ impl Bench {
         let tenant = catalog.tenant(DEFAULT_TENANT).await?;
         let engine = UdfEngine::new(EngineConfig::default())?;
         for name in ["text", "arith"] {
-            let bytes = plugin_bytes(&format!("{name}.wasm"))?;
+            let bytes = sandtable_tests::tables::plugin_bytes(&format!("{name}.wasm"));
             let plugin = engine.load(&bytes)?;
             catalog.add_plugin(&tenant, name, &bytes, &plugin).await?;
         }

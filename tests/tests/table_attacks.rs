@@ -7,74 +7,18 @@
 //! in the window between two of the first side's statements.
 
 use std::io::Cursor;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use sandtable::catalog::{Catalog, CatalogError, DEFAULT_TENANT, PluginRef};
-use sandtable::sandbox::{EngineConfig, UdfEngine};
+use sandtable::catalog::{CatalogError, PluginRef};
 use sandtable::table::input::InputFormat;
-use sandtable::table::values::cell_json;
-use sandtable::table::{NewColumn, OnError, SelectQuery, TableError, Tables, WriteOptions};
+use sandtable::table::{SelectQuery, TableError, Tables};
 use sandtable_tests::TestDb;
+use sandtable_tests::tables::{abort, columns, insert_jsonl, insert_text, rows_as_json, setup};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 
 /// How long a step may take to reach the state a test waits for.
 const WAIT_LIMIT: Duration = Duration::from_secs(30);
-
-fn plugin_bytes(file: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)).expect("plugins are built")
-}
-
-/// Creates a fresh database with the tables API over it and `plugins`
-/// added, each as `(catalog name, file)`.
-async fn setup(plugins: &[(&str, &str)]) -> anyhow::Result<(TestDb, Tables)> {
-    let db = sandtable_tests::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
-    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
-    let engine = UdfEngine::new(EngineConfig::default())?;
-    let tables = Tables::new(catalog, engine, tenant);
-    for (name, file) in plugins {
-        let bytes = plugin_bytes(file);
-        let loaded = UdfEngine::new(EngineConfig::default())?.load(&bytes)?;
-        tables
-            .catalog()
-            .add_plugin(tables.tenant(), name, &bytes, &loaded)
-            .await?;
-    }
-    Ok((db, tables))
-}
-
-fn columns(specs: &[&str]) -> Vec<NewColumn> {
-    specs
-        .iter()
-        .map(|spec| NewColumn::parse(spec).expect("a valid column"))
-        .collect()
-}
-
-fn abort() -> WriteOptions {
-    WriteOptions {
-        on_error: OnError::Abort,
-        workers: 2,
-    }
-}
-
-async fn insert_text(
-    tables: &Tables,
-    table: &str,
-    text: &[u8],
-    format: InputFormat,
-) -> Result<i64, TableError> {
-    let summary = tables
-        .insert(table, Cursor::new(text.to_vec()), format, &abort())
-        .await?;
-    Ok(summary.version)
-}
-
-async fn insert_jsonl(tables: &Tables, table: &str, rows: &[Value]) -> Result<i64, TableError> {
-    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
-    insert_text(tables, table, text.as_bytes(), InputFormat::Jsonl).await
-}
 
 /// Reads every row of `source` (at `version`, when given) as JSON objects,
 /// in row order.
@@ -87,16 +31,7 @@ async fn dump(tables: &Tables, source: &str, version: Option<i64>) -> anyhow::Re
         .select(source, &query)
         .await
         .map_err(|error| anyhow::anyhow!("select from `{source}` failed: {error:?}"))?;
-    let rows = columns.first().map_or(0, |c| c.len());
-    Ok((0..rows)
-        .map(|row| {
-            let mut object = serde_json::Map::new();
-            for (name, column) in names.iter().zip(&columns) {
-                object.insert(name.name.clone(), cell_json(column, row));
-            }
-            Value::Object(object)
-        })
-        .collect())
+    Ok(rows_as_json(&names, &columns))
 }
 
 /// Opens a connection of the test's own, outside the pool the tables use.

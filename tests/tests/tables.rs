@@ -2,81 +2,18 @@
 //! columns and their errors, versions, snapshots, revert and names.
 
 use std::io::Cursor;
-use std::path::Path;
 
 use sandtable::catalog::{Catalog, CatalogError, DEFAULT_TENANT, PluginRef};
 use sandtable::sandbox::{DirectoryGrant, EngineConfig, UdfEngine};
 use sandtable::table::input::InputFormat;
-use sandtable::table::values::cell_json;
-use sandtable::table::{NewColumn, OnError, SelectQuery, TableError, Tables, WriteOptions};
-use sandtable_tests::TestDb;
+use sandtable::table::{SelectQuery, TableError, Tables};
+use sandtable_tests::tables::{
+    abort, add_plugin, columns, ignore, insert_jsonl, rows_as_json, setup,
+};
 use serde_json::{Value, json};
 
-fn plugin_bytes(file: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)).expect("plugins are built")
-}
-
-/// A fresh database with the tables API over it and `plugins` added, each
-/// as `(catalog name, file)`.
-async fn setup(plugins: &[(&str, &str)]) -> anyhow::Result<(TestDb, Tables)> {
-    let db = sandtable_tests::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
-    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
-    let engine = UdfEngine::new(EngineConfig::default())?;
-    let tables = Tables::new(catalog, engine, tenant);
-    for (name, file) in plugins {
-        add_plugin(&tables, name, file).await?;
-    }
-    Ok((db, tables))
-}
-
-async fn add_plugin(tables: &Tables, name: &str, file: &str) -> anyhow::Result<i32> {
-    let bytes = plugin_bytes(file);
-    let engine = UdfEngine::new(EngineConfig::default())?;
-    let loaded = engine.load(&bytes)?;
-    let added = tables
-        .catalog()
-        .add_plugin(tables.tenant(), name, &bytes, &loaded)
-        .await?;
-    Ok(added.entry.version)
-}
-
-fn columns(specs: &[&str]) -> Vec<NewColumn> {
-    specs
-        .iter()
-        .map(|spec| NewColumn::parse(spec).expect("a valid column"))
-        .collect()
-}
-
-fn abort() -> WriteOptions {
-    WriteOptions {
-        on_error: OnError::Abort,
-        workers: 2,
-    }
-}
-
-fn ignore() -> WriteOptions {
-    WriteOptions {
-        on_error: OnError::Ignore,
-        workers: 2,
-    }
-}
-
-async fn insert_jsonl(tables: &Tables, table: &str, rows: &[Value]) -> Result<i64, TableError> {
-    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
-    let summary = tables
-        .insert(
-            table,
-            Cursor::new(text.into_bytes()),
-            InputFormat::Jsonl,
-            &abort(),
-        )
-        .await?;
-    Ok(summary.version)
-}
-
-/// Every row of `source` as JSON objects, with the error type and message
-/// of each computed column, in row order.
+/// Reads every row of `source` as JSON objects, with the error type and
+/// message of each computed column, in row order.
 async fn dump(tables: &Tables, source: &str) -> anyhow::Result<Vec<Value>> {
     dump_query(tables, source, SelectQuery::default(), true).await
 }
@@ -104,20 +41,11 @@ async fn dump_query(
         .select(source, &query)
         .await
         .map_err(|error| anyhow::anyhow!("select from `{source}` failed: {error:?}"))?;
-    let rows = columns.first().map_or(0, |c| c.len());
-    Ok((0..rows)
-        .map(|row| {
-            let mut object = serde_json::Map::new();
-            for (name, column) in names.iter().zip(&columns) {
-                object.insert(name.name.clone(), cell_json(column, row));
-            }
-            Value::Object(object)
-        })
-        .collect())
+    Ok(rows_as_json(&names, &columns))
 }
 
 #[tokio::test]
-async fn an_invalid_row_rejects_the_whole_insert() -> anyhow::Result<()> {
+async fn insert_with_invalid_row_writes_nothing() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[]).await?;
     tables
         .create_table(
@@ -168,7 +96,8 @@ async fn an_invalid_row_rejects_the_whole_insert() -> anyhow::Result<()> {
         .await
         .unwrap_err()
         .to_string();
-    assert!(error.contains("row 2") && error.contains("19x5"), "{error}");
+    assert!(error.contains("row 2"), "{error}");
+    assert!(error.contains("19x5"), "{error}");
 
     let malformed = "{\"title\": \"Heat\"}\n{\"title\": \n";
     let error = tables
@@ -193,7 +122,7 @@ async fn an_invalid_row_rejects_the_whole_insert() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn a_hostile_column_in_ignore_mode_fails_only_its_bad_rows() -> anyhow::Result<()> {
+async fn ignore_mode_fails_only_bad_rows() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hostile", "hostile.wasm")]).await?;
     tables
         .create_table("t", &columns(&["x:int", "s:string"]))
@@ -294,7 +223,7 @@ async fn a_hostile_column_in_ignore_mode_fails_only_its_bad_rows() -> anyhow::Re
 }
 
 #[tokio::test]
-async fn a_snapshot_never_changes() -> anyhow::Result<()> {
+async fn snapshot_unchanged_by_later_writes() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("casing", "text.wasm"), ("hostile", "hostile.wasm")]).await?;
     tables
         .create_table("films", &columns(&["title:string", "year:int"]))
@@ -378,7 +307,7 @@ async fn a_snapshot_never_changes() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn revert_restores_exactly_the_previous_version() -> anyhow::Result<()> {
+async fn revert_restores_previous_version() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("casing", "text.wasm"), ("hostile", "hostile.wasm")]).await?;
     tables
         .create_table("t", &columns(&["title:string", "year:int"]))
@@ -496,7 +425,7 @@ mod futures_like {
 }
 
 #[tokio::test]
-async fn names_with_quotes_and_keywords_round_trip() -> anyhow::Result<()> {
+async fn names_with_quotes_round_trip() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("text", "text.wasm")]).await?;
     let table = "select \"x\"; DROP TABLE sandtable.plugins; --";
     tables
@@ -546,7 +475,7 @@ async fn names_with_quotes_and_keywords_round_trip() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn bad_expressions_and_predicates_are_refused_with_the_value() -> anyhow::Result<()> {
+async fn bad_expressions_name_the_value() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("text", "text.wasm")]).await?;
     tables
         .create_table("t", &columns(&["title:string", "year:int", "doc:json"]))
@@ -603,7 +532,7 @@ async fn bad_expressions_and_predicates_are_refused_with_the_value() -> anyhow::
 }
 
 #[tokio::test]
-async fn a_used_plugin_version_cannot_be_removed() -> anyhow::Result<()> {
+async fn plugin_version_in_use_not_removed() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("casing", "text.wasm")]).await?;
     tables
         .create_table("t", &columns(&["title:string"]))
@@ -643,7 +572,7 @@ async fn a_used_plugin_version_cannot_be_removed() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn host_failures_abort_whatever_on_error_says() -> anyhow::Result<()> {
+async fn host_failure_aborts_in_ignore_mode() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hostile", "hostile.wasm")]).await?;
     let data = tempfile::tempdir()?;
     std::fs::write(data.path().join("f"), b"abc")?;
@@ -686,7 +615,7 @@ async fn host_failures_abort_whatever_on_error_says() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn concurrent_inserts_keep_every_row_and_version() -> anyhow::Result<()> {
+async fn concurrent_inserts_keep_every_row() -> anyhow::Result<()> {
     let (db, tables) = setup(&[("text", "text.wasm")]).await?;
     tables
         .create_table("t", &columns(&["n:int", "s:string"]))
@@ -755,7 +684,7 @@ async fn concurrent_inserts_keep_every_row_and_version() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn every_type_round_trips_through_insert_and_select() -> anyhow::Result<()> {
+async fn every_type_round_trips() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[]).await?;
     tables
         .create_table(
@@ -819,7 +748,7 @@ async fn every_type_round_trips_through_insert_and_select() -> anyhow::Result<()
 }
 
 #[tokio::test]
-async fn reads_go_on_while_a_column_add_computes() -> anyhow::Result<()> {
+async fn reads_run_during_column_add() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hostile", "hostile.wasm")]).await?;
     tables.create_table("t", &columns(&["ms:int"])).await?;
     insert_jsonl(&tables, "t", &[json!({"ms": 700}), json!({"ms": 700})]).await?;

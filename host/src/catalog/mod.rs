@@ -84,7 +84,7 @@ pub enum CatalogError {
     PluginInUse {
         /// The plugin, with its version when one was named.
         reference: String,
-        /// What uses it.
+        /// The columns and snapshots that use it.
         uses: String,
     },
     /// A grant names a directory the plugin does not ask for.

@@ -603,7 +603,7 @@ impl Catalog {
     }
 }
 
-/// Whether a query failed on a foreign key.
+/// Returns whether a query failed on a foreign key.
 pub(crate) fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
     error
         .as_database_error()

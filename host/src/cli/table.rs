@@ -753,7 +753,7 @@ fn failed_cells(count: u64) -> String {
     }
 }
 
-/// A progress bar over the bytes of the input, shown on a terminal only.
+/// Creates a progress bar over the bytes of the input, shown on a terminal only.
 fn progress_bar(length: Option<u64>) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();

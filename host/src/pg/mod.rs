@@ -180,7 +180,7 @@ async fn connect_embedded(config: &DatabaseConfig) -> Result<PgPool, Error> {
     Ok(pool(options))
 }
 
-/// A lazy pool over `options`. A statement that waits on a table lock, as
+/// Creates a lazy pool over `options`. A statement that waits on a table lock, as
 /// writes to one table do in turn, is slow without being wrong, so sqlx's
 /// slow-statement records go to the debug level instead of warnings.
 fn pool(options: PgConnectOptions) -> PgPool {

@@ -457,12 +457,12 @@ impl ColumnBuilder {
         self.nulls.push(false);
     }
 
-    /// The number of rows appended so far.
+    /// Returns the number of rows appended so far.
     pub fn len(&self) -> usize {
         self.nulls.len()
     }
 
-    /// Whether no row was appended yet.
+    /// Returns whether no row was appended yet.
     pub fn is_empty(&self) -> bool {
         self.nulls.is_empty()
     }

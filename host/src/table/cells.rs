@@ -13,7 +13,7 @@ use super::error::{Result, TableError};
 use super::expr::CellPart;
 use super::schema::ColumnInfo;
 
-/// Why a computed cell has no value.
+/// The failure of a computed cell, which leaves it without a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CellFailure {
     /// The error type: a fault class such as `guest_trap`.
@@ -41,22 +41,22 @@ impl Cells {
         }
     }
 
-    /// The number of rows.
+    /// Returns the number of rows.
     pub fn len(&self) -> usize {
         self.values.len()
     }
 
-    /// Whether there are no rows.
+    /// Returns whether there are no rows.
     pub fn is_empty(&self) -> bool {
         self.values.is_empty()
     }
 
-    /// The failure of row `row`, if it failed.
+    /// Returns the failure of row `row`, if it failed.
     pub fn error(&self, row: usize) -> Option<&CellFailure> {
         self.errors.get(row).and_then(Option::as_ref)
     }
 
-    /// The error types or messages of the cells as a string column.
+    /// Returns the error types or messages of the cells as a string column.
     pub fn error_part(&self, part: CellPart) -> Column {
         let rows = self.len();
         let mut builder = ColumnBuilder::new(&DataType::String, rows);
@@ -94,7 +94,7 @@ impl Cells {
     }
 }
 
-/// The SQL that reads the value of a column in the form [`CellReader`]
+/// Returns the SQL that reads the value of a column in the form [`CellReader`]
 /// decodes: timestamps as microseconds, JSON as text, vectors as `real[]`.
 pub(crate) fn value_select(column: &ColumnInfo, alias: Option<&str>) -> String {
     let name = match alias {
@@ -111,7 +111,7 @@ pub(crate) fn value_select(column: &ColumnInfo, alias: Option<&str>) -> String {
     }
 }
 
-/// The select list that reads every part of `columns`: for each, the value,
+/// Returns the select list that reads every part of `columns`: for each, the value,
 /// and for a computed one also the error type and message.
 pub(crate) fn cells_select(columns: &[&ColumnInfo]) -> Vec<String> {
     let mut select = Vec::new();
@@ -222,7 +222,7 @@ pub(crate) fn decode_value(
     Ok(())
 }
 
-/// A column of `rows` copies of one value, built from `single`, a column of
+/// Builds a column of `rows` copies of the value in `single`, a column of
 /// one row.
 pub(crate) fn repeat(single: &Column, rows: usize) -> Column {
     let mut builder = ColumnBuilder::new(&single.values.data_type(), rows);

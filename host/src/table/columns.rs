@@ -49,7 +49,7 @@ pub struct ColumnAdded {
 /// The row ids of a batch read from the table, and the batch computed.
 type ScannedBatch = (Vec<i64>, Batch);
 
-/// Where a pass over stored rows writes what it computed.
+/// The destination of the cells a pass over stored rows computes.
 enum Output {
     /// Into the live versions' cells of the column at this position, which
     /// `alter` adds to the Postgres table once the cells are computed.
@@ -667,8 +667,10 @@ impl Tables {
             .execute(&mut *write.tx)
             .await?;
         if let Output::InPlace { position, alter } = &pass.output {
-            // Altering the table waits for its readers and holds them off
+            // Altering the table waits for its readers, and new readers wait
             // until the write commits.
+            // NOTE: that wait covers the `UPDATE` below, several seconds for a
+            // million rows, and no lock timeout bounds it.
             sqlx::query(AssertSqlSafe(format!(
                 "LOCK TABLE {table_sql} IN ACCESS EXCLUSIVE MODE"
             )))
@@ -738,7 +740,7 @@ async fn insert_spec(write: &mut Write, column_id: i64, pinned: &Expr) -> Result
     Ok(())
 }
 
-/// The position of computed column `name`.
+/// Returns the position of computed column `name`.
 fn computed_column(schema: &TableSchema, name: &str) -> Result<usize> {
     let column = schema.column(name)?;
     if !column.is_computed() {
@@ -755,9 +757,9 @@ fn computed_column(schema: &TableSchema, name: &str) -> Result<usize> {
         .expect("a found column is in its schema"))
 }
 
-/// The positions of the computed columns that read, directly or through
-/// other computed columns, any column of `changed`; with `include_changed`,
-/// also the computed columns of `changed` themselves.
+/// Returns the positions of the computed columns that read any column of
+/// `changed`, directly or through other computed columns. With
+/// `include_changed`, the computed columns of `changed` are included too.
 fn dependents(
     schema: &TableSchema,
     changed: &BTreeSet<String>,
@@ -780,7 +782,7 @@ fn dependents(
     targets
 }
 
-/// The positions of the named columns.
+/// Returns the positions of the named columns.
 fn positions(schema: &TableSchema, names: &BTreeSet<String>) -> Vec<usize> {
     schema
         .columns

@@ -82,7 +82,7 @@ fn collect_plugins(expr: &Expr, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The names of the columns an expression reads.
+/// Collects the names of the columns an expression reads.
 pub(crate) fn referenced_columns(expr: &Expr, out: &mut BTreeSet<String>) {
     match expr {
         Expr::Column(reference) => {
@@ -97,7 +97,7 @@ pub(crate) fn referenced_columns(expr: &Expr, out: &mut BTreeSet<String>) {
     }
 }
 
-/// The `NAME@VERSION` references of the plugins an expression calls.
+/// Returns the `NAME@VERSION` references of the plugins an expression calls.
 pub(crate) fn pinned_plugins(expr: &Expr) -> Vec<(String, i32)> {
     let mut references = BTreeSet::new();
     collect_plugins(expr, &mut references);
@@ -281,9 +281,8 @@ pub(crate) struct Batch {
     pub cells: Vec<Option<Cells>>,
 }
 
-/// Evaluates `plan` over `batch`. A failed guest call fails only its
-/// cells; the error is the host's when the sandbox cannot make a call at
-/// all.
+/// Evaluates `plan` over `batch`. A guest fault fails only the cells it
+/// affects. An error is returned only when the sandbox cannot make a call.
 pub(crate) fn evaluate(engine: &UdfEngine, plan: &Plan, batch: &Batch) -> Result<Cells, CallError> {
     match plan {
         Plan::Input { index, part } => {

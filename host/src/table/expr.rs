@@ -142,7 +142,7 @@ pub struct ParseError {
     pub input: String,
 }
 
-/// The input of an error message: whole when short, else the 120
+/// Returns the input for an error message: whole when short, else the 120
 /// characters around `position`, with `...` where it was cut.
 fn excerpt(input: &str, position: usize) -> String {
     const WIDTH: usize = 120;
@@ -1996,7 +1996,7 @@ mod tests {
     }
 
     #[test]
-    fn too_many_joins_are_refused_with_a_short_message() {
+    fn predicate_join_limit_error() {
         let input = vec!["a = 1"; MAX_JOINS + 2].join(" and ");
         let error = parse_predicate(&input).unwrap_err();
         assert!(

@@ -59,7 +59,7 @@ impl<'a> FilterBuilder<'a> {
         FilterBuilder { schema, binds }
     }
 
-    /// The SQL of `predicate`, with its literals added to the binds.
+    /// Returns the SQL of `predicate`, adding its literals to the binds.
     pub(crate) fn sql(&mut self, predicate: &Predicate) -> Result<String> {
         Ok(match predicate {
             Predicate::And(a, b) => format!("({} AND {})", self.sql(a)?, self.sql(b)?),
@@ -192,7 +192,7 @@ impl<'a> FilterBuilder<'a> {
     }
 }
 
-/// The bind of row 0 of `value`, and the SQL around the parameter (`$$`
+/// Returns the bind of row 0 of `value`, and the SQL around the parameter (`$$`
 /// marks it) when the parameter's type is not the column's.
 fn bind_of(value: &Column, data_type: &DataType) -> (Bind, Option<&'static str>) {
     match (&value.values, data_type) {

@@ -38,7 +38,7 @@ impl Tables {
     ///
     /// Every input value is checked against the schema, and any bad row
     /// rejects the whole insert. Computed columns are computed for the new
-    /// rows; `options.on_error` says what a failed cell does.
+    /// rows; `options.on_error` sets what a failed cell does.
     ///
     /// # Errors
     ///
@@ -193,7 +193,7 @@ impl Tables {
     }
 }
 
-/// The `COPY` statement that takes every column of `schema` after the row
+/// Returns the `COPY` statement that takes every column of `schema` after the row
 /// id and the write.
 pub(crate) fn copy_statement(schema: &TableSchema) -> String {
     let mut columns = vec!["_rowid".to_owned(), "_v_min".to_owned()];
@@ -317,7 +317,7 @@ fn describe_inputs(schema: &TableSchema, batch: &Batch, row: usize) -> String {
     }
 }
 
-/// The number of cells of `batch` that `plans` computed and that failed.
+/// Counts the cells of `batch` that `plans` computed and that failed.
 pub(crate) fn count_failures(batch: &Batch, plans: &[(usize, Plan)]) -> u64 {
     let mut count = 0;
     for (position, _) in plans {

@@ -37,7 +37,7 @@ pub use write::Changes;
 use crate::catalog::{Catalog, Tenant};
 use crate::sandbox::UdfEngine;
 
-/// What to do when a computed cell fails.
+/// The action taken when a computed cell fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
@@ -51,7 +51,7 @@ pub enum OnError {
 /// Options of writes that compute cells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WriteOptions {
-    /// What to do when a computed cell fails.
+    /// The action taken when a computed cell fails.
     pub on_error: OnError,
     /// How many batches run through plugins at once.
     pub workers: usize,
@@ -104,7 +104,7 @@ pub struct Tables {
 }
 
 impl Tables {
-    /// The tables of `tenant`, computing cells with `engine`.
+    /// Creates the tables API of `tenant`, computing cells with `engine`.
     pub fn new(catalog: Catalog, engine: UdfEngine, tenant: Tenant) -> Self {
         Tables {
             catalog,
@@ -118,7 +118,7 @@ impl Tables {
         &self.catalog
     }
 
-    /// The engine that runs the plugins.
+    /// Returns the engine that runs the plugins.
     pub fn engine(&self) -> &UdfEngine {
         &self.engine
     }

@@ -13,7 +13,7 @@ use super::expr::{CellPart, ColumnRef, Expr};
 /// The `_v_max` of a live row version.
 pub const LIVE: i64 = i64::MAX;
 
-/// The longest table, snapshot or column name, in characters.
+/// The maximum length of a table, snapshot or column name, in characters.
 pub const MAX_NAME_CHARS: usize = 128;
 
 /// Checks a table, snapshot or column name: 1 to 128 characters, none of
@@ -88,7 +88,7 @@ pub fn parse_data_type(text: &str) -> Result<DataType> {
     Ok(data_type)
 }
 
-/// The Postgres type that stores a column type.
+/// Returns the Postgres type that stores a column type.
 pub(crate) fn pg_type(data_type: &DataType) -> String {
     match data_type {
         DataType::Bool => "boolean".into(),
@@ -150,7 +150,7 @@ pub(crate) fn serialize_type<S: serde::Serializer>(
 }
 
 impl ColumnInfo {
-    /// The Postgres column that holds the part `part` of this column's
+    /// Returns the Postgres column that contains the part `part` of this column's
     /// cells. A part other than the value exists for computed columns only.
     pub(crate) fn sql(&self, part: CellPart) -> String {
         match part {
@@ -160,7 +160,7 @@ impl ColumnInfo {
         }
     }
 
-    /// Whether the column is computed.
+    /// Returns whether the column is computed.
     pub fn is_computed(&self) -> bool {
         self.computed.is_some()
     }
@@ -181,7 +181,7 @@ pub struct TableSchema {
 }
 
 impl TableSchema {
-    /// The quoted Postgres name of the table.
+    /// Returns the quoted Postgres name of the table.
     pub(crate) fn sql_table(&self) -> String {
         format!("\"{}\".t_{}", self.tenant_schema, self.id)
     }
@@ -221,7 +221,7 @@ impl TableSchema {
         Ok(column)
     }
 
-    /// The column names, comma-separated, or `none`.
+    /// Returns the column names, comma-separated, or `none`.
     pub fn column_names(&self) -> String {
         if self.columns.is_empty() {
             return "none".into();

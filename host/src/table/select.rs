@@ -17,7 +17,7 @@ use super::schema::{TableSchema, load_schema};
 /// Rows are handed to the caller in batches of this many.
 pub const SELECT_BATCH_ROWS: usize = 1024;
 
-/// What `select` reads.
+/// The rows and columns `select` reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SelectQuery {
     /// A comma-separated list of columns, `COLUMN.errortype` and
@@ -38,7 +38,7 @@ pub struct SelectQuery {
     pub errors: Option<String>,
 }
 
-/// What a select read from.
+/// The table or snapshot a select read, and its columns.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SelectSource {
     /// The table.

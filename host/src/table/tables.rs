@@ -56,7 +56,7 @@ pub struct TableSummary {
     pub created_at: String,
 }
 
-/// What `table show` prints.
+/// The details `table show` prints.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TableDetails {
     /// The schema, with each computed column's expression.
@@ -198,7 +198,7 @@ impl Tables {
         Ok(count)
     }
 
-    /// The current schema of a table.
+    /// Returns the current schema of a table.
     ///
     /// # Errors
     ///
@@ -317,7 +317,7 @@ pub(crate) async fn ensure_vector_extension(conn: &mut sqlx::PgConnection) -> Re
     Ok(())
 }
 
-/// The columns of `schema` that take input, in table order.
+/// Returns the columns of `schema` that take input, in table order.
 pub(crate) fn input_columns(schema: &TableSchema) -> Vec<&ColumnInfo> {
     schema.columns.iter().filter(|c| !c.is_computed()).collect()
 }

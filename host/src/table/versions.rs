@@ -29,7 +29,7 @@ pub struct VersionEntry {
     pub rows_changed: i64,
     /// Rows deleted.
     pub rows_removed: i64,
-    /// What the operation was given, such as the column and expression.
+    /// The operation's arguments, such as the column and expression.
     pub detail: serde_json::Value,
 }
 
@@ -97,7 +97,7 @@ fn version_entry(row: VersionRow) -> VersionEntry {
 }
 
 impl Tables {
-    /// The versions of a table, oldest first.
+    /// Lists the versions of a table, oldest first.
     ///
     /// # Errors
     ///

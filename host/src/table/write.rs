@@ -22,7 +22,7 @@ use crate::catalog::Tenant;
 use super::error::{Result, TableError};
 use super::schema::{TableSchema, load_schema};
 
-/// How a write locks its table.
+/// The lock mode a write takes on its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LockMode {
     /// Changes rows: inserts, updates, deletes, recomputes.
@@ -161,7 +161,7 @@ pub(crate) fn is_undefined_table(error: &sqlx::Error) -> bool {
         .is_some_and(|code| code == "42P01")
 }
 
-/// What a committed write changed.
+/// The rows a committed write changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Changes {
     /// Rows added.

@@ -1,0 +1,102 @@
+//! Helpers for tests of tables: a database with plugins added, inserts from
+//! JSON, and rows read back as JSON objects.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use sandtable::catalog::{Catalog, DEFAULT_TENANT};
+use sandtable::sandbox::{Column, EngineConfig, UdfEngine};
+use sandtable::table::input::InputFormat;
+use sandtable::table::values::cell_json;
+use sandtable::table::{NewColumn, OnError, OutputColumn, TableError, Tables, WriteOptions};
+use serde_json::Value;
+
+use crate::TestDb;
+
+/// Reads a plugin that the build script built.
+pub fn plugin_bytes(file: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join(file)).expect("plugins are built")
+}
+
+/// Creates a fresh database with the tables API over it and `plugins`
+/// added, each as `(catalog name, file)`.
+pub async fn setup(plugins: &[(&str, &str)]) -> anyhow::Result<(TestDb, Tables)> {
+    let db = crate::fresh_database().await?;
+    let catalog = Catalog::open(db.pool().clone()).await?;
+    let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+    let engine = UdfEngine::new(EngineConfig::default())?;
+    let tables = Tables::new(catalog, engine, tenant);
+    for (name, file) in plugins {
+        add_plugin(&tables, name, file).await?;
+    }
+    Ok((db, tables))
+}
+
+/// Adds the plugin in `file` under catalog name `name`, and returns its
+/// catalog version.
+pub async fn add_plugin(tables: &Tables, name: &str, file: &str) -> anyhow::Result<i32> {
+    let bytes = plugin_bytes(file);
+    let loaded = tables.engine().load(&bytes)?;
+    let added = tables
+        .catalog()
+        .add_plugin(tables.tenant(), name, &bytes, &loaded)
+        .await?;
+    Ok(added.entry.version)
+}
+
+/// Parses columns given as `NAME:TYPE`.
+pub fn columns(specs: &[&str]) -> Vec<NewColumn> {
+    specs
+        .iter()
+        .map(|spec| NewColumn::parse(spec).expect("a valid column"))
+        .collect()
+}
+
+/// Returns write options that abort on a failed cell, with two workers.
+pub fn abort() -> WriteOptions {
+    WriteOptions {
+        on_error: OnError::Abort,
+        workers: 2,
+    }
+}
+
+/// Returns write options that store failed cells' errors, with two workers.
+pub fn ignore() -> WriteOptions {
+    WriteOptions {
+        on_error: OnError::Ignore,
+        workers: 2,
+    }
+}
+
+/// Inserts `text` in `format` under abort, and returns the version made.
+pub async fn insert_text(
+    tables: &Tables,
+    table: &str,
+    text: &[u8],
+    format: InputFormat,
+) -> Result<i64, TableError> {
+    let summary = tables
+        .insert(table, Cursor::new(text.to_vec()), format, &abort())
+        .await?;
+    Ok(summary.version)
+}
+
+/// Inserts `rows` as JSON Lines under abort, and returns the version made.
+pub async fn insert_jsonl(tables: &Tables, table: &str, rows: &[Value]) -> Result<i64, TableError> {
+    let text: String = rows.iter().map(|row| format!("{row}\n")).collect();
+    insert_text(tables, table, text.as_bytes(), InputFormat::Jsonl).await
+}
+
+/// Turns a select's columns into one JSON object a row, in row order.
+pub fn rows_as_json(names: &[OutputColumn], columns: &[Column]) -> Vec<Value> {
+    let rows = columns.first().map_or(0, Column::len);
+    (0..rows)
+        .map(|row| {
+            let mut object = serde_json::Map::new();
+            for (name, column) in names.iter().zip(columns) {
+                object.insert(name.name.clone(), cell_json(column, row));
+            }
+            Value::Object(object)
+        })
+        .collect()
+}
