@@ -89,14 +89,25 @@
 //! [`plugin!`] takes `functions = [...]` and, optionally, `name`, `version`
 //! (default: the crate's `CARGO_PKG_NAME` and `CARGO_PKG_VERSION`), `init`,
 //! `directories`, `outbound_hosts` and `warm_instance`.
+//!
+//! # Host services
+//!
+//! - [`log`] writes structured records to the host's log.
+//! - [`usage::report_tokens`] reports the tokens a call used at a provider to
+//!   the host's resource pools.
+//! - `http` (feature `http`) sends HTTP requests through
+//!   `wasi:http/outgoing-handler`, to the hosts that the operator grants.
 
 extern crate self as sandtable_guest;
 
 mod arg;
 mod column;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod log;
 mod output;
 pub mod testing;
+pub mod usage;
 mod value;
 mod view;
 

@@ -84,3 +84,13 @@ pub fn call_plugin<P: Plugin>(
 pub fn init_plugin<P: Plugin>() -> Result<(), String> {
     P::init()
 }
+
+/// Returns the tokens that [`usage::report_tokens`](crate::usage::report_tokens)
+/// reported on this thread since the last call, and resets the count to 0.
+///
+/// Only native builds have it, since in a component the reports go to the
+/// host.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn take_reported_tokens() -> u64 {
+    crate::usage::native::REPORTED_TOKENS.with(|reported| reported.replace(0))
+}
