@@ -6,11 +6,15 @@
 //! - [`catalog`] stores tenants and plugins in Postgres.
 //! - [`pg`] reaches Postgres: a server from `DATABASE_URL`, or the embedded
 //!   cluster under the data directory.
+//! - [`pool`] rate-limits what plugins send, per tenant and pool, across
+//!   processes; [`config`] reads the operator's `config.toml`.
 //! - [`cli`] is the `sandtable` command, a thin layer over the rest.
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
 pub mod pg;
+pub mod pool;
 pub mod sandbox;
 pub mod table;
 pub mod telemetry;

@@ -38,7 +38,7 @@ fn context() -> CallContext {
         tenant: "bench".into(),
         plugin: "bench".into(),
         version: 1,
-        directories: Vec::new(),
+        ..CallContext::default()
     }
 }
 

@@ -86,7 +86,7 @@ fn context(plugin: &str) -> CallContext {
         tenant: "test".into(),
         plugin: plugin.into(),
         version: 1,
-        directories: Vec::new(),
+        ..CallContext::default()
     }
 }
 

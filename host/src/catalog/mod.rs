@@ -7,6 +7,8 @@ mod plugins;
 mod reference;
 mod stats;
 
+use std::sync::Arc;
+
 use sqlx::PgPool;
 
 pub(crate) use plugins::is_foreign_key_violation;
@@ -14,6 +16,8 @@ pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
 pub use stats::STATS_INTERVAL;
 
+use crate::config::Config;
+use crate::pool::{PoolStore, Pools};
 use crate::sandbox::LoadError;
 
 /// The tenant that owns everything until tenants are added.
@@ -97,6 +101,20 @@ pub enum CatalogError {
         /// The guest paths it does ask for, comma-separated, or `none`.
         declared: String,
     },
+    /// A host grant for a plugin that asks for no outbound host, or for a
+    /// host it does not ask for.
+    #[error(
+        "plugin `{plugin}` does not ask to reach `{pattern}`; it asks for {declared}, so the grant \
+         would never be used"
+    )]
+    UndeclaredHost {
+        /// The plugin's catalog name.
+        plugin: String,
+        /// The pattern of the grant.
+        pattern: String,
+        /// The hosts it does ask for, comma-separated, or `none`.
+        declared: String,
+    },
     /// A grant's host path is missing or not a directory.
     #[error("host path `{host_path}` of the grant is not a directory; give an existing directory")]
     GrantNotDirectory {
@@ -160,10 +178,12 @@ pub struct Tenant {
     pub schema_name: String,
 }
 
-/// The catalog, over a connection pool.
+/// The catalog, over a connection pool, with the resource pools that the
+/// plugins it loads are charged to.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     pool: PgPool,
+    pools: Pools,
 }
 
 impl Catalog {
@@ -180,12 +200,26 @@ impl Catalog {
         migrator.create_schema(CATALOG_SCHEMA);
         migrator.dangerous_set_table_name(format!("{CATALOG_SCHEMA}._sqlx_migrations"));
         migrator.run(&pool).await?;
-        Ok(Catalog { pool })
+        let pools = Pools::new(Arc::default(), Some(PoolStore::new(pool.clone())));
+        Ok(Catalog { pool, pools })
+    }
+
+    /// Uses `config` for the resource pools and outbound requests of the
+    /// plugins loaded from now on, in place of the defaults.
+    #[must_use]
+    pub fn with_config(mut self, config: Arc<Config>) -> Self {
+        self.pools = Pools::new(config, Some(PoolStore::new(self.pool.clone())));
+        self
     }
 
     /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The resource pools of this process.
+    pub fn pools(&self) -> &Pools {
+        &self.pools
     }
 
     /// Looks up a tenant by name.

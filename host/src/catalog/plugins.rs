@@ -1,14 +1,19 @@
 //! Plugins in the catalog: content-addressed components with catalog
 //! versions per name.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
 use super::{Catalog, CatalogError, PluginRef, Tenant, VersionSelector};
-use crate::sandbox::{CallContext, Description, DirectoryGrant, LoadedPlugin, UdfEngine};
+use crate::config::REQUEST_RATE_PREFIX;
+use crate::sandbox::{
+    CallContext, Description, DirectoryGrant, HostPattern, LoadedPlugin, Outbound, UdfEngine,
+};
 
 /// One catalog version of a plugin, without its component bytes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -538,8 +543,105 @@ impl Catalog {
             .collect())
     }
 
+    /// Allows plugin `plugin` (all its versions) to send requests to hosts
+    /// that match `pattern`.
+    ///
+    /// # Errors
+    ///
+    /// Returns [`CatalogError::PluginNotFound`] when no version of `plugin`
+    /// is stored, and [`CatalogError::UndeclaredHost`] when its latest
+    /// version asks for no outbound host, or for other hosts than
+    /// `pattern` without `*`.
+    pub async fn grant_host(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+        pattern: &HostPattern,
+    ) -> Result<(), CatalogError> {
+        let reference = PluginRef {
+            name: plugin.to_owned(),
+            selector: None,
+        };
+        let latest = self.find_plugin(tenant, &reference).await?;
+        let declared = &latest.description.capabilities.outbound_hosts;
+        if !asks_for_host(declared, pattern) {
+            return Err(CatalogError::UndeclaredHost {
+                plugin: plugin.to_owned(),
+                pattern: pattern.to_string(),
+                declared: if declared.is_empty() {
+                    "none".to_owned()
+                } else {
+                    declared.join(", ")
+                },
+            });
+        }
+        sqlx::query(
+            "INSERT INTO sandtable.plugin_hosts (tenant_id, plugin, pattern) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .bind(pattern.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Revokes a host grant; returns whether there was one.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does.
+    pub async fn revoke_host(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+        pattern: &HostPattern,
+    ) -> Result<bool, CatalogError> {
+        let done = sqlx::query(
+            "DELETE FROM sandtable.plugin_hosts WHERE tenant_id = $1 AND plugin = $2 AND pattern = $3",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .bind(pattern.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The host patterns granted to `plugin`.
+    ///
+    /// # Errors
+    ///
+    /// Fails when the database does, or a stored pattern no longer parses.
+    pub async fn hosts(
+        &self,
+        tenant: &Tenant,
+        plugin: &str,
+    ) -> Result<Vec<HostPattern>, CatalogError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT pattern FROM sandtable.plugin_hosts WHERE tenant_id = $1 AND plugin = $2 \
+             ORDER BY pattern",
+        )
+        .bind(tenant.id)
+        .bind(plugin)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(pattern,)| {
+                pattern
+                    .parse()
+                    .map_err(|detail| CatalogError::CorruptDescription {
+                        reference: plugin.to_owned(),
+                        detail,
+                    })
+            })
+            .collect()
+    }
+
     /// Loads the version a reference names into `engine`, with the call
-    /// context that names it and its granted directories.
+    /// context that names it, its granted directories and hosts, and the
+    /// pool of each function.
     ///
     /// The plugin runs under the description stored when it was added, not
     /// under what its `describe` would return now, so a component cannot
@@ -593,14 +695,84 @@ impl Catalog {
                 actual: plugin.sha256().to_owned(),
             });
         }
+        let outbound = self.outbound(tenant, &entry).await?;
         let context = CallContext {
             tenant: tenant.name.clone(),
             plugin: entry.name.clone(),
             version: entry.version,
             directories,
+            outbound: Arc::new(outbound),
         };
         Ok((entry, plugin, context))
     }
+
+    /// The pool that `function` of a version is charged to, if any.
+    ///
+    /// A function's pool is the one the operator's configuration sets for
+    /// the plugin, else the one the function declares. A plugin allowed to
+    /// send requests (`sends_requests`) charges a function without a pool to
+    /// `request-rate:PLUGIN`, so that no request goes unmetered.
+    pub fn pool_name(
+        &self,
+        entry: &PluginEntry,
+        function: &str,
+        sends_requests: bool,
+    ) -> Option<String> {
+        let config = self.pools.config();
+        let forced = config
+            .plugins
+            .get(&entry.name)
+            .and_then(|settings| settings.pool.clone());
+        let declared = entry
+            .description
+            .functions
+            .iter()
+            .find(|f| f.name == function)
+            .and_then(|f| f.pool.clone());
+        forced
+            .or(declared)
+            .or_else(|| sends_requests.then(|| format!("{REQUEST_RATE_PREFIX}{}", entry.name)))
+    }
+
+    /// What a version may reach and the pool of each of its functions, as
+    /// [`Catalog::pool_name`] picks them.
+    async fn outbound(
+        &self,
+        tenant: &Tenant,
+        entry: &PluginEntry,
+    ) -> Result<Outbound, CatalogError> {
+        let declared = &entry.description.capabilities.outbound_hosts;
+        let hosts: Vec<HostPattern> = self
+            .hosts(tenant, &entry.name)
+            .await?
+            .into_iter()
+            .filter(|pattern| asks_for_host(declared, pattern))
+            .collect();
+        let config = self.pools.config();
+        let mut pools = HashMap::new();
+        for function in &entry.description.functions {
+            if let Some(name) = self.pool_name(entry, &function.name, !hosts.is_empty()) {
+                let pool = self.pools.get(tenant.id, &tenant.name, &name);
+                pools.insert(function.name.clone(), pool);
+            }
+        }
+        Ok(Outbound {
+            hosts,
+            settings: Arc::new(config.http.clone()),
+            pools,
+        })
+    }
+}
+
+/// Whether a plugin that declares `declared` outbound hosts asks for
+/// `pattern`: it declares `*`, or the pattern itself.
+fn asks_for_host(declared: &[String], pattern: &HostPattern) -> bool {
+    declared.iter().any(|host| {
+        host == "*"
+            || host
+                .parse::<HostPattern>()
+                .is_ok_and(|asked| &asked == pattern)
+    })
 }
 
 /// Returns whether a query failed on a foreign key.

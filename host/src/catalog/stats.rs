@@ -54,13 +54,14 @@ impl Catalog {
         Ok(())
     }
 
-    /// Takes the engine's aggregates and writes them; on failure they go back
-    /// to the engine for the next write.
+    /// Takes the engine's aggregates and the pools' counts and writes them;
+    /// on failure they go back for the next write.
     ///
     /// # Errors
     ///
     /// Fails when the database does.
     pub async fn flush_stats(&self, engine: &UdfEngine) -> Result<(), CatalogError> {
+        self.pools().flush().await?;
         let stats = engine.take_stats();
         if stats.is_empty() {
             return Ok(());

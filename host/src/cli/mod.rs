@@ -1,16 +1,19 @@
 //! The `sandtable` command line: a thin layer over the library.
 
 mod plugin;
+mod pool;
 mod present;
 mod stats;
 mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::catalog::{Catalog, DEFAULT_TENANT, Tenant};
+use crate::config::Config;
 use crate::pg::{self, DatabaseConfig, cli::DbCommand};
 use crate::sandbox::{EngineConfig, UdfEngine};
 use crate::telemetry::{self, LogFormat};
@@ -23,6 +26,11 @@ pub struct Cli {
     /// How log records on standard error are printed.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+
+    /// The configuration file; by default `config.toml` in the data
+    /// directory, when it exists.
+    #[arg(long, value_name = "FILE", global = true, env = "SANDTABLE_CONFIG")]
+    config: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -55,6 +63,9 @@ enum Command {
     /// Take, list and drop snapshots of table versions.
     #[command(subcommand)]
     Snapshot(table::SnapshotCommand),
+    /// List resource pools: their rates, use and waits, from every process.
+    #[command(subcommand)]
+    Pool(pool::PoolCommand),
     /// Show calls, rows, faults and latency per function, from every process.
     Stats {
         /// How many minutes back to sum.
@@ -104,9 +115,15 @@ fn error_chain(error: &anyhow::Error) -> String {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = DatabaseConfig::from_env()?;
+    let database = DatabaseConfig::from_env()?;
+    if let Command::Db(command) = cli.command {
+        return pg::cli::run(command, &database).await;
+    }
+    let settings = Config::load(&database.home, cli.config.as_deref())?;
+    let config = (database, Arc::new(settings));
     match cli.command {
-        Command::Db(command) => pg::cli::run(command, &config).await,
+        Command::Db(_) => unreachable!("handled above"),
+        Command::Pool(command) => pool::run(command, &Env::new(config)).await,
         Command::Plugin(command) => plugin::run(command, &Env::new(config)).await,
         Command::Stats { minutes, json } => stats::run(&Env::new(config), minutes, json).await,
         Command::Table(command) => table::run_table(command, &Env::new(config)).await,
@@ -120,15 +137,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The state that commands share: the database configuration, from which
-/// each command opens the engine and the catalog it needs.
+/// The state that commands share: the database configuration and the
+/// operator's configuration, from which each command opens the engine and
+/// the catalog it needs.
 pub(crate) struct Env {
     config: DatabaseConfig,
+    settings: Arc<Config>,
 }
 
 impl Env {
-    fn new(config: DatabaseConfig) -> Self {
-        Env { config }
+    fn new((config, settings): (DatabaseConfig, Arc<Config>)) -> Self {
+        Env { config, settings }
     }
 
     /// The directory of the compiled-component cache.
@@ -149,7 +168,9 @@ impl Env {
     /// tenant.
     async fn catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {
         let pool = pg::connect(&self.config).await?;
-        let catalog = Catalog::open(pool).await?;
+        let catalog = Catalog::open(pool)
+            .await?
+            .with_config(self.settings.clone());
         let tenant = catalog.tenant(DEFAULT_TENANT).await?;
         Ok((catalog, tenant))
     }

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::{Env, present};
 use crate::catalog::{PluginEntry, PluginRef};
 use crate::sandbox::{
-    BatchOutput, CallContext, Column, DataType, Description, DirectoryGrant, Function, LimitPolicy,
-    LoadedPlugin, UdfEngine, check_name,
+    BatchOutput, CallContext, Column, DataType, Description, DirectoryGrant, Function, HostPattern,
+    LimitPolicy, LoadedPlugin, UdfEngine, check_name,
 };
 
 #[derive(Debug, Subcommand)]
@@ -57,21 +57,33 @@ pub(crate) enum PluginCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Grant a plugin (all its versions) a host directory, mounted read-only.
+    /// Grant a plugin (all its versions) a host directory, mounted
+    /// read-only, or outbound HTTP to hosts.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["dir", "host"]))]
     Grant {
         /// The plugin's catalog name.
         name: String,
         /// `GUEST=HOST`: the guest path the plugin reads, such as `/model`, and the host directory.
         #[arg(long, value_name = "GUEST=HOST")]
-        dir: String,
+        dir: Option<String>,
+        /// `HOST:PORT` the plugin may send requests to, such as
+        /// `api.openai.com:443`; the host may start with `*.` and the port
+        /// may be `*`. Names are not resolved: `localhost` and `127.0.0.1`
+        /// are distinct.
+        #[arg(long, value_name = "HOST:PORT")]
+        host: Option<String>,
     },
-    /// Revoke a directory grant.
+    /// Revoke a directory or host grant.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["dir", "host"]))]
     Revoke {
         /// The plugin's catalog name.
         name: String,
         /// The guest path of the grant, such as `/model`.
         #[arg(long, value_name = "GUEST")]
-        dir: String,
+        dir: Option<String>,
+        /// The host pattern of the grant, as it was granted.
+        #[arg(long, value_name = "HOST:PORT")]
+        host: Option<String>,
     },
     /// Run one batch through a function under the usual limits, and print the
     /// results, per-row errors and timing records.
@@ -108,8 +120,16 @@ pub(crate) async fn run(command: PluginCommand, env: &Env) -> anyhow::Result<()>
             all_versions,
         } => remove(env, &reference, all_versions).await,
         PluginCommand::Check { file, json } => check(env, &file, json).await,
-        PluginCommand::Grant { name, dir } => grant(env, &name, &dir).await,
-        PluginCommand::Revoke { name, dir } => revoke(env, &name, &dir).await,
+        PluginCommand::Grant { name, dir, host } => match (dir, host) {
+            (Some(dir), _) => grant(env, &name, &dir).await,
+            (None, Some(host)) => grant_host(env, &name, &host).await,
+            (None, None) => unreachable!("clap requires --dir or --host"),
+        },
+        PluginCommand::Revoke { name, dir, host } => match (dir, host) {
+            (Some(dir), _) => revoke(env, &name, &dir).await,
+            (None, Some(host)) => revoke_host(env, &name, &host).await,
+            (None, None) => unreachable!("clap requires --dir or --host"),
+        },
         PluginCommand::Call {
             target,
             args,
@@ -267,12 +287,16 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     let (catalog, tenant) = env.catalog().await?;
     let entry = catalog.find_plugin(&tenant, &reference).await?;
     let directories = catalog.directories(&tenant, &entry.name).await?;
+    let hosts = catalog.hosts(&tenant, &entry.name).await?;
+    let pools = function_pools(&catalog, &entry, !hosts.is_empty());
     let policy = LimitPolicy::default();
     if json {
         let value = json!({
             "entry": present::entry(&entry),
             "effective_limits": effective_limits(&entry.description, &policy),
             "directories": directories,
+            "hosts": hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "pools": pools,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -287,7 +311,47 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     println!("  added:    {}", entry.added_at);
     print_description(&entry.description, &policy);
     print_grants(&entry.name, &entry.description, &directories);
+    print_hosts(&entry.name, &entry.description, &hosts);
+    for (function, pool) in &pools {
+        println!("  pool of {function}: {pool}");
+    }
     Ok(())
+}
+
+/// The pool each function is charged to, with its limits, as
+/// [`crate::catalog::Catalog::load_plugin`] resolves them.
+fn function_pools(
+    catalog: &crate::catalog::Catalog,
+    entry: &crate::catalog::PluginEntry,
+    sends_requests: bool,
+) -> serde_json::Map<String, Value> {
+    let config = catalog.pools().config();
+    let mut pools = serde_json::Map::new();
+    for function in &entry.description.functions {
+        if let Some(name) = catalog.pool_name(entry, &function.name, sends_requests) {
+            let spec = config.pool(&name);
+            pools.insert(
+                function.name.clone(),
+                json!(format!("{name} ({spec}, from {})", spec.origin)),
+            );
+        }
+    }
+    pools
+}
+
+fn print_hosts(name: &str, description: &Description, hosts: &[HostPattern]) {
+    let declared = &description.capabilities.outbound_hosts;
+    if declared.is_empty() && hosts.is_empty() {
+        return;
+    }
+    if hosts.is_empty() {
+        println!(
+            "  outbound hosts: none granted; grant one with `sandtable plugin grant {name} --host HOST:PORT`"
+        );
+        return;
+    }
+    let hosts: Vec<String> = hosts.iter().map(ToString::to_string).collect();
+    println!("  outbound hosts granted: {}", hosts.join(", "));
 }
 
 fn effective_limits(description: &Description, policy: &LimitPolicy) -> Value {
@@ -443,6 +507,38 @@ async fn grant(env: &Env, name: &str, dir: &str) -> anyhow::Result<()> {
         "granted `{name}` {} read-only at {guest}",
         grant.host_path.display()
     );
+    Ok(())
+}
+
+async fn grant_host(env: &Env, name: &str, host: &str) -> anyhow::Result<()> {
+    check_name("plugin name", name).map_err(anyhow::Error::msg)?;
+    let pattern: HostPattern = host
+        .parse()
+        .map_err(|error: String| anyhow::anyhow!("`--host {host}`: {error}"))?;
+    let (catalog, tenant) = env.catalog().await?;
+    catalog.grant_host(&tenant, name, &pattern).await?;
+    println!("granted `{name}` outbound HTTP to {pattern}");
+    Ok(())
+}
+
+async fn revoke_host(env: &Env, name: &str, host: &str) -> anyhow::Result<()> {
+    let pattern: HostPattern = host
+        .parse()
+        .map_err(|error: String| anyhow::anyhow!("`--host {host}`: {error}"))?;
+    let (catalog, tenant) = env.catalog().await?;
+    if !catalog.revoke_host(&tenant, name, &pattern).await? {
+        let granted = catalog.hosts(&tenant, name).await?;
+        let granted: Vec<String> = granted.iter().map(ToString::to_string).collect();
+        bail!(
+            "plugin `{name}` has no host grant `{pattern}`; its host grants are {}",
+            if granted.is_empty() {
+                "none".to_owned()
+            } else {
+                granted.join(", ")
+            }
+        );
+    }
+    println!("revoked `{name}` outbound HTTP to {pattern}");
     Ok(())
 }
 

@@ -12,7 +12,7 @@ mod generated {
     });
 }
 
-pub use generated::sandtable::udf::{log, types};
+pub use generated::sandtable::udf::{log, types, usage};
 pub use generated::{Plugin, PluginPre};
 
 /// The name of the interface a plugin exports its functions through.
@@ -27,3 +27,6 @@ pub const TYPES_INTERFACE: &str = "sandtable:udf/types@0.1.0";
 
 /// The name of the host's log interface.
 pub const LOG_INTERFACE: &str = "sandtable:udf/log@0.1.0";
+
+/// The name of the interface through which a guest reports tokens.
+pub const USAGE_INTERFACE: &str = "sandtable:udf/usage@0.1.0";

@@ -11,6 +11,8 @@
 //! three deadlines. A whole-call error returned by the guest is not re-run,
 //! since it does not depend on which rows were passed.
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -21,6 +23,7 @@ use super::column::ColumnBuilder;
 use super::engine::{LoadedPlugin, UdfEngine};
 use super::fault::{self, Fault, FaultClass};
 use super::limits::EffectiveLimits;
+use super::outbound::{Outbound, RequestHooks, RequestRecord};
 use super::record::CallRecord;
 use super::state::{DirectoryGrant, GuestLabels, MAX_LOG_MESSAGE_CHARS, StoreState, sanitize};
 use super::types::{self, BatchResult, Column, Description, Function};
@@ -31,7 +34,8 @@ use super::{CallError, LoadError};
 /// isolate.
 pub const MAX_ISOLATED_ROWS: u32 = 4;
 
-/// The tenant and plugin a call runs for, and the directories granted to it.
+/// The tenant and plugin a call runs for, the directories granted to it, and
+/// where its requests may go.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     /// The tenant.
@@ -42,6 +46,9 @@ pub struct CallContext {
     pub version: i32,
     /// Directories granted to the plugin, mounted read-only.
     pub directories: Vec<DirectoryGrant>,
+    /// The hosts the plugin may reach and the pools its functions are
+    /// charged to.
+    pub outbound: Arc<Outbound>,
 }
 
 /// The error of one cell of a batch's result.
@@ -66,6 +73,8 @@ pub struct BatchOutput {
     pub errors: Vec<CellError>,
     /// One record for each guest call, in the order they ran.
     pub records: Vec<CallRecord>,
+    /// One record for each outbound request the calls made.
+    pub requests: Vec<RequestRecord>,
 }
 
 /// One contiguous run of rows and how its call ended.
@@ -126,11 +135,13 @@ impl UdfEngine {
             limits: self.inner.config.policy.effective(&function.limits),
         };
         let mut records = Vec::new();
+        let mut requests = Vec::new();
         if rows == 0 {
             return Ok(BatchOutput {
                 column: Column::nulls(&function.returns, 0),
                 errors: Vec::new(),
                 records,
+                requests,
             });
         }
 
@@ -140,11 +151,11 @@ impl UdfEngine {
             non_null_rows(args, rows)
         };
         let segments = match &live {
-            None => self.run_isolated(&job, args, rows, &mut records)?,
+            None => self.run_isolated(&job, args, rows, &mut records, &mut requests)?,
             Some(live) if live.is_empty() => Vec::new(),
             Some(live) => {
                 let gathered: Vec<Column> = args.iter().map(|arg| arg.gather(live)).collect();
-                self.run_isolated(&job, &gathered, live.len(), &mut records)?
+                self.run_isolated(&job, &gathered, live.len(), &mut records, &mut requests)?
             }
         };
         let (column, errors) = assemble(&function.returns, rows, live.as_deref(), segments);
@@ -152,16 +163,19 @@ impl UdfEngine {
             column,
             errors,
             records,
+            requests,
         })
     }
 
-    /// Runs a batch, re-running halves of any call that faults.
+    /// Runs a batch, re-running halves of any call that faults, unless the
+    /// call sent requests: those are never sent twice.
     fn run_isolated(
         &self,
         job: &Job<'_>,
         args: &[Column],
         rows: usize,
         records: &mut Vec<CallRecord>,
+        requests: &mut Vec<RequestRecord>,
     ) -> Result<Vec<Segment>, CallError> {
         let log2 = usize::BITS - (rows.max(2) - 1).leading_zeros();
         let mut budget = 2 * log2 * MAX_ISOLATED_ROWS;
@@ -172,8 +186,9 @@ impl UdfEngine {
         while let Some((start, count, sliced, parent_timed_out)) = pending.pop() {
             let batch_args = sliced.as_deref().unwrap_or(args);
             let attempt = records.len() as u32 + 1;
-            let (outcome, record) = self.call_guest(job, batch_args, count, attempt)?;
+            let (outcome, record) = self.call_guest(job, batch_args, count, attempt, requests)?;
             record.emit();
+            let sent_requests = record.requests > 0;
             self.inner.stats.observe(&record);
             records.push(record);
             let fault = match outcome {
@@ -185,6 +200,7 @@ impl UdfEngine {
             };
             let timed_out = fault.class == FaultClass::DeadlineExceeded;
             let splittable = count > 1
+                && !sent_requests
                 && budget >= 2
                 && fault.class.is_row_specific()
                 && !(timed_out && parent_timed_out);
@@ -217,8 +233,12 @@ impl UdfEngine {
         args: &[Column],
         rows: usize,
         attempt: u32,
+        requests: &mut Vec<RequestRecord>,
     ) -> Result<(Result<BatchResult, Fault>, CallRecord), CallError> {
         let plugin = &job.plugin.inner;
+        let outbound = &job.context.outbound;
+        let pool = outbound.pools.get(&job.function.name);
+        let sends_requests = !outbound.hosts.is_empty();
         let mut record = CallRecord {
             tenant: job.context.tenant.clone(),
             plugin: job.context.plugin.clone(),
@@ -235,6 +255,10 @@ impl UdfEngine {
             cache_hit: plugin.cache_hit,
             warm: false,
             attempt,
+            pool: pool.map(|pool| pool.name().to_owned()),
+            pool_wait_us: 0,
+            requests: 0,
+            tokens: 0,
             outcome: String::new(),
             error: None,
         };
@@ -248,9 +272,31 @@ impl UdfEngine {
                 sha256: plugin.sha256.clone(),
             });
 
+        // A plugin that cannot send requests is charged one request a call,
+        // before it takes a slot, so that waiting holds no instance.
+        if let Some(pool) = pool.filter(|_| !sends_requests) {
+            let waited = pool.acquire_blocking().map_err(|error| CallError::Host {
+                function: job.function.name.clone(),
+                reason: error.to_string(),
+            })?;
+            record.pool_wait_us = waited.as_micros() as u64;
+        }
+        // Calls that may wait on answers hold at most a share of the slots.
+        let outbound_slot = sends_requests.then(|| self.inner.outbound_slots.acquire());
         // Idle warm instances hold slots of their own, outside this count.
         let (_slot, queue_wait) = self.inner.slots.acquire();
-        record.queue_wait_us = queue_wait.as_micros() as u64;
+        let outbound_wait = outbound_slot
+            .as_ref()
+            .map_or(Duration::ZERO, |(_, wait)| *wait);
+        record.queue_wait_us = (queue_wait + outbound_wait).as_micros() as u64;
+        let hooks = RequestHooks {
+            outbound: sends_requests.then(|| outbound.clone()),
+            pool: pool.filter(|_| sends_requests).cloned(),
+            call: Arc::default(),
+            tenant: job.context.tenant.clone(),
+            plugin: job.context.plugin.clone(),
+            function: job.function.name.clone(),
+        };
 
         let setup_started = Instant::now();
         let reused = warm_key.as_ref().and_then(|key| {
@@ -267,10 +313,11 @@ impl UdfEngine {
                     job.limits.memory_bytes,
                     current,
                     &job.function.name,
+                    hooks,
                 );
                 instance
             }
-            None => match self.instantiate(job, &mut record) {
+            None => match self.instantiate(job, &mut record, hooks) {
                 Ok(instance) => instance,
                 Err(Setup::Fault(fault)) => {
                     record.instantiate_us = setup_started.elapsed().as_micros() as u64;
@@ -307,8 +354,16 @@ impl UdfEngine {
         let guest_time = guest_started.elapsed();
         record.guest_us = guest_time.as_micros() as u64;
         record.fuel_used += fuel_used(store, fuel);
+        let sent = store.data().call_requests().clone();
+        let pool_wait = sent.pool_wait();
+        self.settle_requests(&sent, pool, &mut record, requests);
 
-        let late = self.returned_late("the call", guest_time, &job.limits, rows);
+        let late = self.returned_late(
+            "the call",
+            guest_time.saturating_sub(pool_wait),
+            &job.limits,
+            rows,
+        );
         let outcome = match returned {
             Ok(_) if late.is_some() => Err(late.expect("checked by the guard")),
             Ok(Ok(result)) => validate_output(job, result, rows, &mut record),
@@ -335,6 +390,28 @@ impl UdfEngine {
             }
         }
         Ok((outcome, record))
+    }
+
+    /// Adds what a call's requests did to its record, and charges the tokens
+    /// the guest reported beyond those the host counted.
+    fn settle_requests(
+        &self,
+        sent: &super::outbound::CallRequests,
+        pool: Option<&Arc<crate::pool::Pool>>,
+        record: &mut CallRecord,
+        requests: &mut Vec<RequestRecord>,
+    ) {
+        record.requests = sent.requests.load(Ordering::Relaxed);
+        record.pool_wait_us += sent.pool_wait_us.load(Ordering::Relaxed);
+        let counted = sent.tokens.load(Ordering::Relaxed);
+        let reported = sent.reported_tokens.load(Ordering::Relaxed);
+        record.tokens = counted.max(reported);
+        if reported > counted
+            && let Some(pool) = pool
+        {
+            pool.charge_tokens_blocking(reported - counted);
+        }
+        requests.extend(sent.take_records());
     }
 
     /// Returns a deadline fault for a guest entry that returned normally
@@ -381,16 +458,31 @@ impl UdfEngine {
             return Ok(());
         }
         store.data_mut().deadline = Some(Instant::now() + deadline);
-        let tick = config.epoch_tick.as_nanos().max(1);
-        let ticks = deadline.as_nanos().div_ceil(tick) as u64;
-        store.set_epoch_deadline(ticks.max(1));
-        store.epoch_deadline_trap();
+        let tick = config.epoch_tick;
+        store.set_epoch_deadline(ticks_for(deadline, tick));
+        // The deadline moves back by the time the call's requests waited for
+        // pool permits, so the callback checks it again when the ticks run
+        // out rather than trapping at once.
+        store.epoch_deadline_callback(move |store| {
+            let now = Instant::now();
+            match store.data().effective_deadline() {
+                Some(deadline) if deadline > now => Ok(wasmtime::UpdateDeadline::Continue(
+                    ticks_for(deadline - now, tick),
+                )),
+                _ => Err(wasmtime::Trap::Interrupt.into()),
+            }
+        });
         Ok(())
     }
 
     /// Creates a store and an instance, and runs `init` when the plugin has
     /// one.
-    fn instantiate(&self, job: &Job<'_>, record: &mut CallRecord) -> Result<WarmInstance, Setup> {
+    fn instantiate(
+        &self,
+        job: &Job<'_>,
+        record: &mut CallRecord,
+        hooks: RequestHooks,
+    ) -> Result<WarmInstance, Setup> {
         let plugin = &job.plugin.inner;
         let labels = GuestLabels {
             tenant: job.context.tenant.clone(),
@@ -403,6 +495,7 @@ impl UdfEngine {
             job.limits.memory_bytes,
             labels,
             log_limiter,
+            hooks,
         )
         .map_err(|error| Setup::Host(format!("could not open a granted directory: {error:#}")))?;
         let mut store = Store::new(&self.inner.engine, state);
@@ -471,6 +564,12 @@ impl UdfEngine {
     }
 }
 
+/// The epoch ticks that cover `duration`, at least 1.
+fn ticks_for(duration: Duration, tick: Duration) -> u64 {
+    let tick = tick.as_nanos().max(1);
+    (duration.as_nanos().div_ceil(tick) as u64).max(1)
+}
+
 /// Returns the bytes a guest may pass to the host in one call or return:
 /// the output cap plus room for row errors and layout, so that a slightly
 /// larger output reaches the host's own cap check and names the cap.
@@ -500,8 +599,14 @@ pub(crate) fn describe(
     let setup = inner.config.policy.setup_limits();
     let (_slot, _) = inner.slots.acquire();
     let labels = GuestLabels::default();
-    let state = StoreState::new(&[], setup.memory_bytes, labels, inner.log_limiter.clone())
-        .map_err(LoadError::engine)?;
+    let state = StoreState::new(
+        &[],
+        setup.memory_bytes,
+        labels,
+        inner.log_limiter.clone(),
+        RequestHooks::default(),
+    )
+    .map_err(LoadError::engine)?;
     let mut store = Store::new(&inner.engine, state);
     store.limiter(|state| &mut state.limiter);
     store.set_hostcall_fuel(hostcall_fuel(setup.output_bytes));

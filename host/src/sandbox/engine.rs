@@ -10,7 +10,7 @@ use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::{
-    LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, TYPES_INTERFACE, UDF_INTERFACE,
+    LIFECYCLE_INTERFACE, LOG_INTERFACE, PluginPre, TYPES_INTERFACE, UDF_INTERFACE, USAGE_INTERFACE,
 };
 use super::cache::{CompiledCache, Lookup};
 use super::limits::{LimitPolicy, MAX_CORE_INSTANCES};
@@ -32,7 +32,8 @@ pub const DEFAULT_MAX_WASM_STACK: usize = 1 << 20;
 pub const DEFAULT_MAX_INSTANCES: u32 = 64;
 
 /// Interface prefixes of the WASI imports a guest may have. Everything else,
-/// `wasi:sockets` and `wasi:http` among them, is rejected at load.
+/// `wasi:sockets` among them, is rejected at load. `wasi:http` requests go
+/// only to the hosts the operator allow-lists for the plugin.
 const GRANTED_WASI_IMPORTS: &[&str] = &[
     "wasi:io/",
     "wasi:clocks/",
@@ -44,6 +45,8 @@ const GRANTED_WASI_IMPORTS: &[&str] = &[
     "wasi:cli/stderr@",
     "wasi:cli/terminal-",
     "wasi:filesystem/",
+    "wasi:http/types@",
+    "wasi:http/outgoing-handler@",
 ];
 
 /// Settings fixed for the life of a [`UdfEngine`].
@@ -114,6 +117,10 @@ pub(crate) struct EngineInner {
     pub config: EngineConfig,
     pub cache: Option<CompiledCache>,
     pub slots: Slots,
+    /// The slots that calls of plugins with outbound access may hold, a
+    /// share of [`EngineInner::slots`], so that calls waiting on answers
+    /// or pools never hold every slot.
+    pub outbound_slots: Slots,
     pub warm: WarmPool,
     pub stats: StatsCollector,
     pub log_limiter: Arc<LogLimiter>,
@@ -150,6 +157,7 @@ impl UdfEngine {
         Ok(UdfEngine {
             inner: Arc::new(EngineInner {
                 slots: Slots::new(fresh_slots as usize),
+                outbound_slots: Slots::new((fresh_slots as usize / 2).max(1)),
                 warm: WarmPool::new(config.max_warm_instances as usize),
                 stats: StatsCollector::default(),
                 log_limiter: Arc::new(state::log_limiter()),
@@ -408,6 +416,7 @@ fn check_imports_and_exports(engine: &Engine, component: &Component) -> Result<(
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
         let granted = name == LOG_INTERFACE
+            || name == USAGE_INTERFACE
             || name == TYPES_INTERFACE
             || GRANTED_WASI_IMPORTS
                 .iter()

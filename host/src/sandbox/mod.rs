@@ -30,12 +30,15 @@ mod engine;
 mod error;
 mod fault;
 mod limits;
+mod outbound;
 mod record;
 mod state;
 mod stats;
 mod warm;
 
-pub use bindings::{LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, types};
+pub use bindings::{
+    LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, USAGE_INTERFACE, types,
+};
 pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
 pub use column::ColumnBuilder;
 pub(crate) use column::string_at;
@@ -45,6 +48,7 @@ pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
 pub use error::{CallError, LoadError};
 pub use fault::{Fault, FaultClass};
 pub use limits::{EffectiveLimits, LimitPolicy};
+pub use outbound::{HostPattern, Outbound, REQUEST_RECORD_TARGET, RequestRecord};
 pub use record::{CallRecord, RECORD_TARGET};
 pub use state::{
     DirectoryGrant, LOG_RECORDS_PER_SECOND, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS,

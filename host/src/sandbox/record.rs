@@ -45,6 +45,16 @@ pub struct CallRecord {
     /// The attempt within the batch: 1 for the first call, higher for the
     /// re-runs that isolate faulting rows.
     pub attempt: u32,
+    /// The pool the call was charged to, if any.
+    pub pool: Option<String>,
+    /// Time spent waiting for pool permits: for the call itself, or for
+    /// each of its requests.
+    pub pool_wait_us: u64,
+    /// The outbound requests the call sent, retries included.
+    pub requests: u32,
+    /// Tokens charged for the call: the larger of those the host counted
+    /// from answers and those the guest reported.
+    pub tokens: u64,
     /// `ok` or the fault class.
     pub outcome: String,
     /// The fault's message; `None` when the call succeeded.
@@ -85,6 +95,10 @@ impl CallRecord {
             cache_hit = self.cache_hit,
             warm = self.warm,
             attempt = self.attempt,
+            pool = self.pool.as_deref().unwrap_or(""),
+            pool_wait_us = self.pool_wait_us,
+            requests = self.requests,
+            tokens = self.tokens,
             outcome = %self.outcome,
             error = self.error.as_deref().unwrap_or(""),
             "udf call"

@@ -1,5 +1,6 @@
 //! What a store holds for one guest: its WASI context with least authority,
-//! the limiter, the `log` import and the captured stdout and stderr.
+//! the limiter, the `log` and `usage` imports, the hooks of its outbound
+//! requests, and the captured stdout and stderr.
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -12,8 +13,10 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::log::{self, Level};
+use super::bindings::usage;
 use super::fault::{FaultEvidence, RUST_OOM_MESSAGE};
 use super::limits::Limiter;
+use super::outbound::{CallRequests, RequestHooks};
 
 /// The maximum number of log records a guest may write in one call; later
 /// ones are counted and dropped.
@@ -72,6 +75,8 @@ pub(crate) struct StoreState {
     /// When the current guest entry must end; clock subscriptions are cut
     /// short at this instant.
     pub deadline: Option<std::time::Instant>,
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    pub requests: RequestHooks,
     pub stdout: CapturedOutput,
     pub stderr: CapturedOutput,
 }
@@ -84,6 +89,7 @@ impl StoreState {
         memory_bytes: u64,
         labels: GuestLabels,
         log_limiter: Arc<LogLimiter>,
+        requests: RequestHooks,
     ) -> wasmtime::Result<Self> {
         let stdout = CapturedOutput::new(MAX_CAPTURED_OUTPUT_BYTES);
         let stderr = CapturedOutput::new(MAX_CAPTURED_OUTPUT_BYTES);
@@ -109,6 +115,8 @@ impl StoreState {
             log_records: 0,
             log_dropped: 0,
             deadline: None,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            requests,
             stdout,
             stderr,
         })
@@ -122,10 +130,29 @@ impl StoreState {
         }
     }
 
+    /// The instant the current guest entry must end: its deadline pushed
+    /// back by the time its requests waited for pool permits, since a
+    /// guest does not control how long its pool makes it wait.
+    pub fn effective_deadline(&self) -> Option<std::time::Instant> {
+        Some(self.deadline? + self.requests.call.pool_wait())
+    }
+
+    /// The requests of the current call.
+    pub fn call_requests(&self) -> &Arc<CallRequests> {
+        &self.requests.call
+    }
+
     /// Starts a new call on a warm instance.
-    pub fn reset_call(&mut self, memory_bytes: u64, current_memory: usize, function: &str) {
+    pub fn reset_call(
+        &mut self,
+        memory_bytes: u64,
+        current_memory: usize,
+        function: &str,
+        requests: RequestHooks,
+    ) {
         self.limiter.reset(memory_bytes, current_memory);
         self.labels.function = function.to_owned();
+        self.requests = requests;
         self.log_records = 0;
         self.log_dropped = 0;
         self.stdout.clear();
@@ -184,6 +211,27 @@ impl WasiView for StoreState {
     }
 }
 
+impl wasmtime_wasi_http::WasiHttpView for StoreState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.requests,
+        }
+    }
+}
+
+impl usage::Host for StoreState {
+    fn report_tokens(&mut self, tokens: u64) {
+        let reported = &self.requests.call.reported_tokens;
+        let _ = reported.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |sum| Some(sum.saturating_add(tokens)),
+        );
+    }
+}
+
 impl log::Host for StoreState {
     fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
         let over_call_cap = self.log_records >= MAX_LOG_RECORDS_PER_CALL;
@@ -225,12 +273,15 @@ impl HasData for LogImport {
     type Data<'a> = &'a mut StoreState;
 }
 
-/// Adds the host's imports to `linker`: `log`, and the WASI interfaces a
-/// guest may use. `wasi:sockets` and `wasi:http` are left out, so a
-/// component importing them fails at load with the import named.
+/// Adds the host's imports to `linker`: `log`, `usage`, the WASI interfaces
+/// a guest may use, and `wasi:http`, whose requests go only where the
+/// plugin's allow-list says. `wasi:sockets` is left out, so a component
+/// importing it fails at load with the import named.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     log::add_to_linker::<StoreState, LogImport>(linker, |state| state)?;
-    wasi_to_linker(linker)
+    usage::add_to_linker::<StoreState, LogImport>(linker, |state| state)?;
+    wasi_to_linker(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)
 }
 
 fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
@@ -247,7 +298,7 @@ fn wasi_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     sync::io::streams::add_to_linker::<T, IoImport>(l, |t| &mut t.table)?;
     clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, T::clocks)?;
     clocks::monotonic_clock::add_to_linker::<T, DeadlineClocks>(l, |t| DeadlineClock {
-        deadline: t.deadline,
+        deadline: t.effective_deadline(),
         inner: t.clocks(),
     })?;
     random::random::add_to_linker::<T, WasiRandom>(l, |t| t.wasi.random())?;

@@ -167,6 +167,10 @@ mod tests {
             cache_hit: false,
             warm: false,
             attempt: 1,
+            pool: None,
+            pool_wait_us: 0,
+            requests: 0,
+            tokens: 0,
             outcome: outcome.into(),
             error: None,
         }
