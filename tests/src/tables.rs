@@ -3,12 +3,16 @@
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::Arc;
 
 use sandtable::catalog::{Catalog, DEFAULT_TENANT};
+use sandtable::config::Config;
 use sandtable::sandbox::{Column, EngineConfig, UdfEngine};
 use sandtable::table::input::InputFormat;
 use sandtable::table::values::cell_json;
-use sandtable::table::{NewColumn, OnError, OutputColumn, TableError, Tables, WriteOptions};
+use sandtable::table::{
+    NewColumn, OnError, OutputColumn, SelectQuery, TableError, Tables, WriteOptions,
+};
 use serde_json::Value;
 
 use crate::TestDb;
@@ -21,8 +25,18 @@ pub fn plugin_bytes(file: &str) -> Vec<u8> {
 /// Creates a fresh database with the tables API over it and `plugins`
 /// added, each as `(catalog name, file)`.
 pub async fn setup(plugins: &[(&str, &str)]) -> anyhow::Result<(TestDb, Tables)> {
+    setup_with(Config::default(), plugins).await
+}
+
+/// [`setup`] with the operator's configuration `config`.
+pub async fn setup_with(
+    config: Config,
+    plugins: &[(&str, &str)],
+) -> anyhow::Result<(TestDb, Tables)> {
     let db = crate::fresh_database().await?;
-    let catalog = Catalog::open(db.pool().clone()).await?;
+    let catalog = Catalog::open(db.pool().clone())
+        .await?
+        .with_config(Arc::new(config));
     let tenant = catalog.tenant(DEFAULT_TENANT).await?;
     let engine = UdfEngine::new(EngineConfig::default())?;
     let tables = Tables::new(catalog, engine, tenant);
@@ -99,4 +113,39 @@ pub fn rows_as_json(names: &[OutputColumn], columns: &[Column]) -> Vec<Value> {
             Value::Object(object)
         })
         .collect()
+}
+
+/// Reads every row of `source` as JSON objects, with the error type and
+/// message of each computed column, in row order.
+pub async fn dump(tables: &Tables, source: &str) -> anyhow::Result<Vec<Value>> {
+    dump_query(tables, source, SelectQuery::default(), true).await
+}
+
+/// Reads the rows that `query` selects from `source` as JSON objects; with
+/// `with_errors` and no columns given, every column with the error type and
+/// message of each computed column.
+pub async fn dump_query(
+    tables: &Tables,
+    source: &str,
+    mut query: SelectQuery,
+    with_errors: bool,
+) -> anyhow::Result<Vec<Value>> {
+    if query.columns.is_none() && with_errors {
+        let schema = tables.source_schema(source, query.version).await?;
+        let mut list = Vec::new();
+        for column in &schema.columns {
+            let name = format!("\"{}\"", column.name.replace('"', "\"\""));
+            list.push(name.clone());
+            if column.is_computed() {
+                list.push(format!("{name}.errortype"));
+                list.push(format!("{name}.errormsg"));
+            }
+        }
+        query.columns = Some(list.join(", "));
+    }
+    let (names, columns) = tables
+        .select(source, &query)
+        .await
+        .map_err(|error| anyhow::anyhow!("select from `{source}` failed: {error:?}"))?;
+    Ok(rows_as_json(&names, &columns))
 }

@@ -8,41 +8,9 @@ use sandtable::sandbox::{DirectoryGrant, EngineConfig, UdfEngine};
 use sandtable::table::input::InputFormat;
 use sandtable::table::{SelectQuery, TableError, Tables};
 use sandtable_tests::tables::{
-    abort, add_plugin, columns, ignore, insert_jsonl, rows_as_json, setup,
+    abort, add_plugin, columns, dump, dump_query, ignore, insert_jsonl, setup,
 };
 use serde_json::{Value, json};
-
-/// Reads every row of `source` as JSON objects, with the error type and
-/// message of each computed column, in row order.
-async fn dump(tables: &Tables, source: &str) -> anyhow::Result<Vec<Value>> {
-    dump_query(tables, source, SelectQuery::default(), true).await
-}
-
-async fn dump_query(
-    tables: &Tables,
-    source: &str,
-    mut query: SelectQuery,
-    with_errors: bool,
-) -> anyhow::Result<Vec<Value>> {
-    if query.columns.is_none() && with_errors {
-        let schema = tables.source_schema(source, query.version).await?;
-        let mut list = Vec::new();
-        for column in &schema.columns {
-            let name = format!("\"{}\"", column.name.replace('"', "\"\""));
-            list.push(name.clone());
-            if column.is_computed() {
-                list.push(format!("{name}.errortype"));
-                list.push(format!("{name}.errormsg"));
-            }
-        }
-        query.columns = Some(list.join(", "));
-    }
-    let (names, columns) = tables
-        .select(source, &query)
-        .await
-        .map_err(|error| anyhow::anyhow!("select from `{source}` failed: {error:?}"))?;
-    Ok(rows_as_json(&names, &columns))
-}
 
 #[tokio::test]
 async fn insert_with_invalid_row_writes_nothing() -> anyhow::Result<()> {
