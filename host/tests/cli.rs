@@ -401,3 +401,199 @@ fn cli_concurrent_insert_processes() {
     assert_eq!((snapshot.lines().count() - 1) % ROWS, 0);
     assert_eq!(cli.ok(&["select", "mid", "--format", "csv"]), snapshot);
 }
+
+/// A loopback HTTP server that answers every request with `{"n": 1}` and
+/// records when each request arrived.
+struct Answerer {
+    port: u16,
+    arrivals: std::sync::Arc<std::sync::Mutex<Vec<std::time::Instant>>>,
+}
+
+impl Answerer {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = arrivals.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let recorded = recorded.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream);
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(value) =
+                            line.to_ascii_lowercase().strip_prefix("content-length:")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        line.clear();
+                    }
+                    recorded.lock().unwrap().push(std::time::Instant::now());
+                    let mut body = vec![0; length];
+                    let _ = reader.read_exact(&mut body);
+                    let answer = "{\"n\": 1}";
+                    let _ = write!(
+                        reader.get_mut(),
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    );
+                });
+            }
+        });
+        Answerer { port, arrivals }
+    }
+
+    /// The arrivals, sorted.
+    fn arrivals(&self) -> Vec<std::time::Instant> {
+        let mut arrivals = self.arrivals.lock().unwrap().clone();
+        arrivals.sort();
+        arrivals
+    }
+}
+
+#[test]
+fn cli_two_backfill_processes_share_one_pool() {
+    let cli = Cli::new();
+    let server = Answerer::start();
+    std::fs::write(
+        cli.home.path().join("config.toml"),
+        "[pools.\"request-rate:http-json\"]\nrequests_per_minute = 600\nburst = 1\n",
+    )
+    .unwrap();
+    cli.ok(&[
+        "plugin",
+        "add",
+        path_str(&plugin("http_json.wasm")),
+        "--name",
+        "web",
+    ]);
+    let authority = format!("127.0.0.1:{}", server.port);
+    let granted = cli.ok(&["plugin", "grant", "web", "--host", &authority]);
+    assert!(granted.contains(&authority), "{granted}");
+    let shown = cli.ok(&["plugin", "show", "web"]);
+    assert!(
+        shown.contains(&format!("outbound hosts granted: {authority}")),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("pool of post: request-rate:http-json (600 requests a minute, burst 1"),
+        "{shown}"
+    );
+    const ROWS: usize = 30;
+    let url = format!("http://{authority}/answer");
+    for table in ["a", "b"] {
+        cli.ok(&[
+            "table",
+            "create",
+            table,
+            "--column",
+            "url:string",
+            "--column",
+            "body:json",
+        ]);
+        let rows: String = (0..ROWS)
+            .map(|n| format!("{{\"url\": \"{url}\", \"body\": {{\"row\": {n}}}}}\n"))
+            .collect();
+        let path = cli.home.path().join(format!("{table}.jsonl"));
+        std::fs::write(&path, rows).unwrap();
+        cli.ok(&["insert", table, path_str(&path)]);
+    }
+    // Two processes backfill at once; each alone would send 10 a second.
+    let home = cli.home.path().to_owned();
+    let backfills: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|table| {
+            let home = home.clone();
+            std::thread::spawn(move || {
+                Command::new(env!("CARGO_BIN_EXE_sandtable"))
+                    .args(["column", "add", table, "n", "web.post(url, body, 'n')"])
+                    .env("SANDTABLE_HOME", &home)
+                    .env_remove("DATABASE_URL")
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for backfill in backfills {
+        let output = backfill.join().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let arrivals = server.arrivals();
+    assert_eq!(arrivals.len(), 2 * ROWS);
+    let busiest = arrivals
+        .iter()
+        .map(|start| {
+            arrivals
+                .iter()
+                .filter(|t| {
+                    **t >= *start && t.duration_since(*start) < std::time::Duration::from_secs(1)
+                })
+                .count()
+        })
+        .max()
+        .unwrap();
+    assert!(busiest <= 11, "{busiest} requests in one second");
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(span >= std::time::Duration::from_millis(5700), "{span:?}");
+    let csv = cli.ok(&[
+        "select",
+        "b",
+        "--columns",
+        "n",
+        "--format",
+        "csv",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(csv, "n\n1\n1\n");
+
+    let pools = cli.json(&["pool", "list", "--json"]);
+    let pool = pools
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|pool| pool["name"] == "request-rate:http-json")
+        .unwrap_or_else(|| panic!("{pools}"));
+    assert_eq!(pool["requests"], 2 * ROWS, "{pool}");
+    assert_eq!(pool["requests_per_minute"], 600);
+    assert!(pool["waits"].as_i64().unwrap() > 0, "{pool}");
+    let listed = cli.ok(&["pool", "list"]);
+    assert!(listed.contains("request-rate:http-json"), "{listed}");
+}
+
+#[test]
+fn cli_config_errors_name_key_and_file() {
+    let cli = Cli::new();
+    let config = cli.home.path().join("sandtable.toml");
+    std::fs::write(&config, "[pools.\"request-rate:x\"]\nrpm = 60\n").unwrap();
+    let stderr = cli.fails(&["--config", path_str(&config), "pool", "list"]);
+    assert!(stderr.contains("unknown key `rpm`"), "{stderr}");
+    assert!(stderr.contains(path_str(&config)), "{stderr}");
+    assert!(stderr.contains("requests_per_minute"), "{stderr}");
+    std::fs::write(&config, "[openai]\ntokens_per_minute = \"lots\"\n").unwrap();
+    let stderr = cli.fails(&["--config", path_str(&config), "pool", "list"]);
+    assert!(stderr.contains("`tokens_per_minute`"), "{stderr}");
+    let missing = cli.home.path().join("missing.toml");
+    let stderr = cli.fails(&["--config", path_str(&missing), "pool", "list"]);
+    assert!(stderr.contains("missing.toml"), "{stderr}");
+    let output = cli.run(&["pool", "list"]);
+    assert!(output.status.success());
+
+    cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);
+    let stderr = cli.fails(&["plugin", "grant", "text", "--host", "example.com"]);
+    assert!(stderr.contains("has no port"), "{stderr}");
+    let stderr = cli.fails(&["plugin", "grant", "text", "--host", "127.0.0.1:80"]);
+    assert!(stderr.contains("does not ask to reach"), "{stderr}");
+}
