@@ -39,6 +39,8 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 /// The benchmark's sections, run in this order.
 const SECTIONS: [&str; 2] = ["insert", "compute"];
 
+use sandtable_tests::machine::{free_cores, load_average, process_cpu_time};
+
 fn main() -> anyhow::Result<()> {
     // SAFETY: the benchmark is single-threaded at this point.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
@@ -92,42 +94,6 @@ fn env_count(name: &str, default: usize) -> anyhow::Result<usize> {
             Ok(count)
         }
     }
-}
-
-/// Returns the 1-, 5- and 15-minute load averages of `/proc/loadavg`.
-fn load_average() -> String {
-    match std::fs::read_to_string("/proc/loadavg") {
-        Ok(text) => text
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" "),
-        Err(error) => format!("unknown ({error})"),
-    }
-}
-
-/// Measures the cores this process gets while two threads spin for a
-/// second, as the CPU time they receive over the wall time. An idle machine
-/// of two or more cores gives 2.0.
-fn free_cores() -> anyhow::Result<f64> {
-    const SPIN: Duration = Duration::from_secs(1);
-    let cpu_before = process_cpu_time()?;
-    let started = Instant::now();
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                let mut x: u64 = 1;
-                while started.elapsed() < SPIN {
-                    for _ in 0..1000 {
-                        x = std::hint::black_box(x.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 1);
-                    }
-                }
-            });
-        }
-    });
-    let wall = started.elapsed();
-    let cpu = process_cpu_time()?.saturating_sub(cpu_before);
-    Ok(cpu.as_secs_f64() / wall.as_secs_f64())
 }
 
 /// Returns the name of row `i`: 10 to 30 characters of words, some not ASCII.
@@ -510,31 +476,6 @@ fn print_backfill(expression: &str, workers: usize, run: usize, figures: &Backfi
         100.0 * guest / wall,
         guest * 1e6 / figures.guest_rows.max(1) as f64,
     );
-}
-
-/// Returns the user and system CPU time of this process so far, all
-/// threads included, from `/proc/self/stat`.
-fn process_cpu_time() -> anyhow::Result<Duration> {
-    // NOTE: `utime` and `stime` are in clock ticks of `sysconf(_SC_CLK_TCK)`.
-    // Linux fixes that at 100 a second (`USER_HZ`) on x86 and arm64, and
-    // these figures assume it.
-    const TICKS_PER_SECOND: u64 = 100;
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces: `state` is field 3, `utime` 14 and `stime` 15.
-    let after_command = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .context("`/proc/self/stat` has no command name")?;
-    let fields: Vec<&str> = after_command.split_whitespace().collect();
-    let ticks = |index: usize| -> anyhow::Result<u64> {
-        let field = fields
-            .get(index)
-            .context("`/proc/self/stat` has too few fields")?;
-        Ok(field.parse()?)
-    };
-    let total = ticks(11)? + ticks(12)?;
-    Ok(Duration::from_millis(total * 1000 / TICKS_PER_SECOND))
 }
 
 /// One backfill's figures.

@@ -7,6 +7,7 @@
 //! lock keeps test binaries that run at once from both running initdb.
 
 pub mod http;
+pub mod machine;
 pub mod tables;
 
 use std::path::PathBuf;

@@ -19,22 +19,20 @@ pub mod store;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use governor::clock::{Clock, DefaultClock};
+use governor::clock::Clock;
 use governor::{DefaultDirectRateLimiter, Quota};
 
 pub use self::store::PoolStore;
 use crate::config::{Config, PoolSpec};
 
-/// The longest span of slots one lease reserves; a shorter span wastes less
-/// of the rate when a process stops, a longer one costs fewer statements.
+/// The span of slots one lease reserves. Slots not spent within their span
+/// are lost, so a shorter span wastes less of the rate when a process stops
+/// or slows down; a longer one costs fewer statements.
 const LEASE_SPAN: Duration = Duration::from_millis(250);
-
-/// The most slots one lease reserves.
-const MAX_LEASE_SLOTS: u64 = 4096;
 
 /// A pool that cannot serve a permit.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -128,7 +126,6 @@ pub struct Pool {
     limiter: DefaultDirectRateLimiter,
     state: Mutex<LocalState>,
     refill: tokio::sync::Mutex<()>,
-    waiting: AtomicU32,
     store: Option<PoolStore>,
     pub(crate) counters: PoolCounters,
 }
@@ -186,7 +183,6 @@ impl Pool {
                 token_tat: None,
             }),
             refill: tokio::sync::Mutex::new(()),
-            waiting: AtomicU32::new(0),
             store,
             counters: PoolCounters::default(),
             spec,
@@ -222,11 +218,12 @@ impl Pool {
             });
         }
         let started = Instant::now();
-        self.waiting.fetch_add(1, Ordering::Relaxed);
-        let result = self.wait_for_permit().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        result?;
-        let waited = started.elapsed();
+        let waited = if self.try_permit(started) {
+            Duration::ZERO
+        } else {
+            self.wait_for_permit().await?;
+            started.elapsed()
+        };
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         if waited >= Duration::from_millis(1) {
             self.counters.waits.fetch_add(1, Ordering::Relaxed);
@@ -235,6 +232,20 @@ impl Pool {
                 .fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         }
         Ok(waited)
+    }
+
+    /// Takes a permit if one is free at `now` without waiting: the pool is
+    /// not held, the local limiter admits it and the lease has a slot.
+    fn try_permit(&self, now: Instant) -> bool {
+        let mut state = self.lock();
+        let held = state.paused_until.max(state.tokens_held_until);
+        let lease = state.lease;
+        let leased = lease.remaining > 0 && now >= lease.not_before && now < lease.expires;
+        if held.is_some_and(|until| until > now) || !leased || self.limiter.check().is_err() {
+            return false;
+        }
+        state.lease.remaining -= 1;
+        true
     }
 
     /// [`Pool::acquire`] for a thread that may block.
@@ -247,7 +258,6 @@ impl Pool {
     }
 
     async fn wait_for_permit(&self) -> Result<(), PoolError> {
-        let clock = self.limiter_clock();
         loop {
             let held = {
                 let state = self.lock();
@@ -260,7 +270,8 @@ impl Pool {
             match self.limiter.check() {
                 Ok(()) => break,
                 Err(not_until) => {
-                    tokio::time::sleep(not_until.wait_time_from(clock.now())).await;
+                    let wait = not_until.wait_time_from(self.limiter.clock().now());
+                    tokio::time::sleep(wait).await;
                 }
             }
         }
@@ -286,10 +297,6 @@ impl Pool {
         }
     }
 
-    fn limiter_clock(&self) -> DefaultClock {
-        DefaultClock::default()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, LocalState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -308,8 +315,7 @@ impl Pool {
             }
         }
         let span_slots = (LEASE_SPAN.as_nanos() / self.interval.as_nanos().max(1)) as u64;
-        let wanted = u64::from(self.waiting.load(Ordering::Relaxed)).max(1);
-        let slots = wanted.min(span_slots.max(1)).min(MAX_LEASE_SLOTS);
+        let slots = span_slots.max(1);
         let counts = self.counters.take();
         let leased = store
             .lease(self, slots, counts)
@@ -330,7 +336,11 @@ impl Pool {
         };
         let not_before = at(leased.start_us - leased.now_us);
         let burst = u64::from(self.spec.burst.max(1));
-        let span = self.interval * (slots + burst) as u32;
+        // The slots, and the burst's tolerance by which the start may lie
+        // in the past.
+        let span = self
+            .interval
+            .saturating_mul(u32::try_from(slots + burst).unwrap_or(u32::MAX));
         let mut state = self.lock();
         state.lease = Lease {
             remaining: slots,
