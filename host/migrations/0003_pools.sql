@@ -8,7 +8,7 @@
 -- `request_tat_us` is the end of the last leased block of request slots:
 -- a lease of n slots starts at the later of it and now (less the burst
 -- tolerance, and not before `paused_until_us`) and moves it n slots on.
--- `token_tat_us` is the same for tokens, charged after each answer.
+-- `token_tat_us` is the same for tokens, charged after each response.
 CREATE TABLE sandtable.pools (
     tenant_id           bigint NOT NULL REFERENCES sandtable.tenants (id) ON DELETE CASCADE,
     name                text NOT NULL,

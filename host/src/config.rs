@@ -88,7 +88,7 @@ pub enum ConfigError {
         /// The parser's message, with the line and column.
         message: String,
     },
-    /// A key that no section of this version knows.
+    /// A key that its section does not take.
     #[error("unknown key `{key}` in {section} of `{origin}`; the keys there are {expected}")]
     UnknownKey {
         /// The file, or the environment variable.
@@ -109,7 +109,7 @@ pub enum ConfigError {
         section: String,
         /// The key.
         key: String,
-        /// What is wrong and what is expected.
+        /// The problem, and the value expected.
         reason: String,
     },
     /// A pool or provider name that is not valid.
@@ -119,7 +119,7 @@ pub enum ConfigError {
         origin: String,
         /// The name.
         name: String,
-        /// What is wrong.
+        /// The problem.
         reason: String,
     },
 }
@@ -128,11 +128,11 @@ pub enum ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
     /// The longest an attempt may take from connecting to the last byte of
-    /// the answer.
+    /// the response.
     pub timeout: Duration,
     /// The longest connecting may take.
     pub connect_timeout: Duration,
-    /// The largest answer body the host reads; a larger one fails the
+    /// The largest response body the host reads; a larger one fails the
     /// request.
     pub max_response_bytes: u64,
     /// The largest request body a guest may send.
@@ -167,7 +167,7 @@ pub struct PoolSpec {
     pub requests_per_minute: u32,
     /// How many requests may go at once after an idle spell.
     pub burst: u32,
-    /// Tokens a minute, counted from the answers; `None` counts without a
+    /// Tokens a minute, counted from the responses; `None` counts without a
     /// limit.
     pub tokens_per_minute: Option<u64>,
     /// How many tokens may be spent at once after an idle spell; by default
@@ -176,7 +176,7 @@ pub struct PoolSpec {
     /// Whether the operator refuses the pool: calls to functions that use
     /// it fail.
     pub deny: bool,
-    /// Where the limits come from, for `pool list` and errors: a file, the
+    /// The source of the limits, for `pool list` and errors: a file, the
     /// environment, or `default`.
     pub origin: String,
 }
@@ -196,15 +196,15 @@ impl Default for PoolSpec {
 }
 
 impl PoolSpec {
-    /// The token burst in force: [`PoolSpec::token_burst`], or else a
-    /// minute's worth.
+    /// Returns the token burst in force: [`PoolSpec::token_burst`], or else
+    /// a minute's worth.
     pub fn effective_token_burst(&self) -> Option<u64> {
         self.tokens_per_minute
             .map(|rate| self.token_burst.unwrap_or(rate))
     }
 }
 
-/// What the operator sets for one plugin.
+/// The operator's settings for one plugin.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PluginSettings {
     /// The pool that every function of the plugin uses, whatever the
@@ -410,8 +410,8 @@ impl Config {
         Ok(())
     }
 
-    /// The limits of pool `name`: its section, else the defaults, with the
-    /// environment over either.
+    /// Returns the limits of pool `name`: its section, else the defaults,
+    /// with the environment over either.
     pub fn pool(&self, name: &str) -> PoolSpec {
         let mut spec = self.pools.get(name).cloned().unwrap_or_default();
         if let Some(overrides) = self.pool_env.get(&env_name(name)) {
@@ -428,8 +428,7 @@ impl Config {
         spec
     }
 
-    /// The name under which a configuration error reports this
-    /// configuration.
+    /// Returns the name under which errors report this configuration.
     pub fn origin(&self) -> String {
         match &self.path {
             Some(path) => path.display().to_string(),
@@ -757,7 +756,7 @@ mod tests {
     }
 
     #[test]
-    fn pool_without_section_gets_600_a_minute_burst_1() {
+    fn unnamed_pool_gets_default_rate() {
         let spec = Config::default().pool("request-rate:anything");
         assert_eq!((spec.requests_per_minute, spec.burst), (600, 1));
         assert_eq!(spec.origin, "default");

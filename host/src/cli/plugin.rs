@@ -313,7 +313,10 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     print_grants(&entry.name, &entry.description, &directories);
     print_hosts(&entry.name, &entry.description, &hosts);
     for (function, pool) in &pools {
-        println!("  pool of {function}: {}", pool.as_str().unwrap_or_default());
+        println!(
+            "  pool of {function}: {}",
+            pool.as_str().unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -72,7 +72,7 @@ async fn list(env: &Env, minutes: u64, as_json: bool) -> anyhow::Result<()> {
         "REQUESTS/MIN",
         "BURST",
         "TOKENS/MIN",
-        "LAST MIN",
+        "THIS MINUTE",
         &window,
         "TOKENS",
         "WAITS",
@@ -89,7 +89,7 @@ async fn list(env: &Env, minutes: u64, as_json: bool) -> anyhow::Result<()> {
             pool.burst.to_string(),
             pool.tokens_per_minute
                 .map_or_else(|| "-".to_owned(), |tokens| tokens.to_string()),
-            pool.requests_last_minute.to_string(),
+            pool.requests_this_minute.to_string(),
             pool.requests.to_string(),
             pool.tokens.to_string(),
             pool.waits.to_string(),

@@ -3,7 +3,7 @@
 //!
 //! A pool is keyed by tenant and name. Its requests are spaced by a
 //! [`governor`] limiter in each process, and its rate holds across processes
-//! through leases kept in Postgres ([`store`]): a process reserves a block of
+//! through leases kept in Postgres ([`store`]). A process reserves a block of
 //! the pool's time slots with one statement, then spends the block locally,
 //! so that a permit that does not wait costs a lock and an atomic update.
 //!
@@ -11,7 +11,7 @@
 //! processes whose leases follow one another never spend more than the
 //! rate together, even when one of them falls behind.
 //!
-//! Tokens are charged after the answer, when they are known: a pool with
+//! Tokens are charged after the response, when they are known: a pool with
 //! `tokens_per_minute` holds requests while the tokens already charged run
 //! ahead of its budget, in the manner of a GCRA whose cost comes late.
 
@@ -31,7 +31,7 @@ use crate::config::{Config, PoolSpec};
 
 /// The span of slots one lease reserves. Slots not spent within their span
 /// are lost, so a shorter span wastes less of the rate when a process stops
-/// or slows down; a longer one costs fewer statements.
+/// or slows down. A longer one costs fewer statements.
 const LEASE_SPAN: Duration = Duration::from_millis(250);
 
 /// A pool that cannot serve a permit.
@@ -49,7 +49,7 @@ pub enum PoolError {
         origin: String,
     },
     /// The pool's shared state could not be reached.
-    #[error("pool `{pool}`: the database did not answer a lease: {reason}")]
+    #[error("pool `{pool}`: the database did not response a lease: {reason}")]
     Store {
         /// The pool.
         pool: String,
@@ -360,7 +360,7 @@ impl Pool {
     }
 
     /// Pauses the pool for `duration`, for every caller in every process,
-    /// as a `Retry-After` answer asks.
+    /// as a `Retry-After` response asks.
     pub async fn pause(&self, duration: Duration) {
         let until = Instant::now() + duration;
         {
@@ -433,7 +433,7 @@ impl Pool {
         wasmtime_wasi::runtime::in_tokio(self.charge_tokens(tokens));
     }
 
-    /// Counts a 429 or 503 answer that asked for no pause.
+    /// Counts a 429 or 503 response that asked for no pause.
     pub fn count_throttled(&self) {
         self.counters.throttled.fetch_add(1, Ordering::Relaxed);
     }

@@ -124,7 +124,7 @@ impl PoolStore {
             .fetch_optional(&self.pool)
             .await?;
         // A pool gets its row with its first lease, which comes before any
-        // answer; without one, nothing is held.
+        // response; without one, nothing is held.
         Ok(row.unwrap_or((0, 0)))
     }
 
@@ -167,8 +167,8 @@ pub struct PoolSummary {
     pub tokens_per_minute: Option<i64>,
     /// Where the limits come from.
     pub origin: String,
-    /// Requests in the last minute.
-    pub requests_last_minute: i64,
+    /// Requests in the current minute of the clock.
+    pub requests_this_minute: i64,
     /// Requests in the window asked for.
     pub requests: i64,
     /// Tokens in the window.
@@ -177,7 +177,7 @@ pub struct PoolSummary {
     pub waits: i64,
     /// The mean wait of those that waited, in milliseconds.
     pub mean_wait_ms: f64,
-    /// 429 and 503 answers, in the window.
+    /// 429 and 503 responses, in the window.
     pub throttled: i64,
     /// Requests refused (denied pool or host not allow-listed), in the
     /// window.
@@ -195,7 +195,7 @@ impl PoolSummary {
             burst: 0,
             tokens_per_minute: None,
             origin: String::new(),
-            requests_last_minute: 0,
+            requests_this_minute: 0,
             requests: 0,
             tokens: 0,
             waits: 0,
@@ -263,7 +263,7 @@ impl PoolStore {
                 burst: row.2,
                 tokens_per_minute: row.3,
                 origin: row.4,
-                requests_last_minute: row.5,
+                requests_this_minute: row.5,
                 requests: row.6,
                 tokens: row.7,
                 waits: row.8,

@@ -281,7 +281,7 @@ impl UdfEngine {
             })?;
             record.pool_wait_us = waited.as_micros() as u64;
         }
-        // Calls that may wait on answers hold at most a share of the slots.
+        // Calls that may wait on responses hold at most a share of the slots.
         let outbound_slot = sends_requests.then(|| self.inner.outbound_slots.acquire());
         // Idle warm instances hold slots of their own, outside this count.
         let (_slot, queue_wait) = self.inner.slots.acquire();

@@ -2,9 +2,9 @@
 //! plugin's allow-list, charged to its pool, retried on 429 and 503, capped
 //! in size and time, and recorded one by one.
 //!
-//! The host sends each request itself and reads the whole answer before the
-//! guest sees it, so that it can count the tokens of the answer and cap its
-//! size. Redirects are answers like any other: the host never follows one,
+//! The host sends each request itself and reads the whole response before the
+//! guest sees it, so that it can count the tokens of the response and cap its
+//! size. Redirects are responses like any other: the host never follows one,
 //! and a guest that follows one itself sends a new request, which the
 //! allow-list checks again.
 
@@ -183,20 +183,20 @@ pub struct RequestRecord {
     pub host: String,
     /// The path and query.
     pub path: String,
-    /// The status of the last answer; 0 when no answer came.
+    /// The status of the last response; 0 when no response came.
     pub status: u16,
-    /// Time from the guest's request to the answer the guest gets,
+    /// Time from the guest's request to the response the guest gets,
     /// retries and pool waits included.
     pub latency_us: u64,
     /// The size of the request body.
     pub bytes_out: u64,
-    /// The size of the last answer's body.
+    /// The size of the last response's body.
     pub bytes_in: u64,
     /// Time spent waiting for pool permits, over every attempt.
     pub pool_wait_us: u64,
     /// How many times the host sent the request again.
     pub retries: u32,
-    /// Tokens counted from the answer.
+    /// Tokens counted from the response.
     pub tokens: u64,
     /// `ok`, `denied`, `throttled` (a 429 or 503 after the last retry) or
     /// `failed`.
@@ -329,7 +329,7 @@ struct Sender {
     record: RequestRecord,
 }
 
-/// An answer read whole.
+/// A response read whole.
 struct Answer {
     parts: http::response::Parts,
     body: Bytes,
@@ -432,7 +432,7 @@ impl Sender {
                 Ok(answer) => answer?,
                 Err(_) => {
                     self.record.error = Some(format!(
-                        "no whole answer from `{}` within {} ms (`timeout_ms` in `[http]`)",
+                        "no whole response from `{}` within {} ms (`timeout_ms` in `[http]`)",
                         self.record.host,
                         settings.timeout.as_millis()
                     ));
@@ -469,7 +469,7 @@ impl Sender {
                 self.record.outcome = "throttled".to_owned();
                 self.record.error = Some(if over_cap {
                     format!(
-                        "`{}` answered {status} with `Retry-After` of {} s, longer than the {} s \
+                        "`{}` responded with {status} and `Retry-After` of {} s, longer than the {} s \
                          the host waits (`max_retry_after_s` in `[http]`)",
                         self.record.host,
                         retry_after.unwrap_or_default().as_secs(),
@@ -477,7 +477,7 @@ impl Sender {
                     )
                 } else {
                     format!(
-                        "`{}` answered {status} after {attempt} retries (`retries` in `[http]`)",
+                        "`{}` responded with {status} after {attempt} retries (`retries` in `[http]`)",
                         self.record.host
                     )
                 });
@@ -489,7 +489,7 @@ impl Sender {
         }
     }
 
-    /// Charges the tokens of an answer and honours its rate-limit headers.
+    /// Charges the tokens of a response and honours its rate-limit headers.
     async fn observe_limits(&mut self, answer: &Answer) {
         let tokens = usage_tokens(&answer.parts.headers, &answer.body);
         self.record.tokens = tokens;
@@ -537,7 +537,7 @@ impl Sender {
     }
 }
 
-/// Sends one attempt and reads the whole answer, within the size cap.
+/// Sends one attempt and reads the whole response, within the size cap.
 async fn attempt_once(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
@@ -566,7 +566,7 @@ async fn attempt_once(
             return Err(match error.downcast::<HttpError>() {
                 Ok(error) => *error,
                 Err(_) => HttpError::InternalError(Some(format!(
-                    "the answer is larger than {} bytes (`max_response_bytes` in `[http]`)",
+                    "the response is larger than {} bytes (`max_response_bytes` in `[http]`)",
                     settings.max_response_bytes
                 ))),
             });
@@ -635,7 +635,7 @@ pub(crate) fn parse_reset(text: &str) -> Option<Duration> {
     (total.is_finite() && total <= 86_400.0).then(|| Duration::from_secs_f64(total))
 }
 
-/// Counts the tokens of an answer from its JSON `usage` field: OpenAI's
+/// Counts the tokens of a response from its JSON `usage` field: OpenAI's
 /// `total_tokens` (or `prompt_tokens` plus `completion_tokens`), or
 /// `input_tokens` plus `output_tokens`.
 pub(crate) fn usage_tokens(headers: &http::HeaderMap, body: &[u8]) -> u64 {
