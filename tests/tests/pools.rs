@@ -270,7 +270,13 @@ async fn retry_after_pauses_retries_stop_and_other_rows_go_on() -> anyhow::Resul
     ];
     insert_jsonl(&tables, "jobs", &rows).await?;
     tables
-        .add_computed_column("jobs", "answer", "web.post(url, body, '')", &ignore(), &())
+        .add_computed_column(
+            "jobs",
+            "response",
+            "web.post(url, body, '')",
+            &ignore(),
+            &(),
+        )
         .await?;
     let stored = dump(&tables, "jobs").await?;
 
@@ -282,9 +288,9 @@ async fn retry_after_pauses_retries_stop_and_other_rows_go_on() -> anyhow::Resul
         "{:?}",
         span(&tries)
     );
-    assert_eq!(stored[0]["answer"], Value::Null);
-    assert_eq!(stored[0]["answer.errortype"], "guest_error");
-    let message = stored[0]["answer.errormsg"].as_str().unwrap();
+    assert_eq!(stored[0]["response"], Value::Null);
+    assert_eq!(stored[0]["response.errortype"], "guest_error");
+    let message = stored[0]["response.errormsg"].as_str().unwrap();
     assert!(message.contains("429"), "{message}");
 
     // `/limited` fails once, then the retry after its `Retry-After` works.
@@ -295,20 +301,20 @@ async fn retry_after_pauses_retries_stop_and_other_rows_go_on() -> anyhow::Resul
         "{:?}",
         span(&limited)
     );
-    assert_eq!(stored[2]["answer"], json!({"ok": true}));
+    assert_eq!(stored[2]["response"], json!({"ok": true}));
     for row in [1, 3] {
         assert_eq!(
-            stored[row]["answer"]["echo"],
+            stored[row]["response"]["echo"],
             json!({"n": row}),
             "{}",
             stored[row]
         );
-        assert_eq!(stored[row]["answer.errortype"], Value::Null);
+        assert_eq!(stored[row]["response.errortype"], Value::Null);
     }
     Ok(())
 }
 
-/// The server's chat answers with 1,000 tokens each, and a pool whose
+/// The server's chat responses with 1,000 tokens each, and a pool whose
 /// budget allows 2,000 at once and 1,000 a second after.
 fn token_setup() -> (ServerOptions, Config) {
     let options = ServerOptions {
@@ -353,7 +359,10 @@ async fn token_budget_holds_and_a_guest_cannot_report_less() -> anyhow::Result<(
         );
         let record = &output.records[0];
         assert_eq!(record.pool.as_deref(), Some("openai"));
-        assert_eq!(record.tokens, 6000, "{plugin}: the host counts the answers");
+        assert_eq!(
+            record.tokens, 6000,
+            "{plugin}: the host counts the responses"
+        );
         assert!(output.requests.iter().all(|request| request.tokens == 1000));
     }
     Ok(())
@@ -391,9 +400,9 @@ async fn provider_headers_hold_the_pool_until_their_reset() -> anyhow::Result<()
     assert_eq!(
         output.column.json_at(0),
         json!("echo: x"),
-        "the answer's content comes back"
+        "the response's content comes back"
     );
-    // Each answer says no request remains until 1 s from now.
+    // Each response says no request remains until 1 s from now.
     let arrivals = server.arrivals("/v1/chat/completions");
     assert!(
         span(&arrivals) >= Duration::from_millis(1900),
@@ -424,7 +433,7 @@ async fn two_operations_sharing_a_pool_stay_within_it() -> anyhow::Result<()> {
             tables
                 .add_computed_column(
                     table,
-                    "answer",
+                    "response",
                     "web.post(url, body, '/echo/n')",
                     &ignore(),
                     &(),
