@@ -54,8 +54,21 @@ const POOL_ENV_PREFIX: &str = "SANDTABLE_POOL_";
 /// The prefix of environment variables that set a key of `[http]`.
 const HTTP_ENV_PREFIX: &str = "SANDTABLE_HTTP_";
 
-/// Top-level names that are sections of their own, not providers.
-const RESERVED_SECTIONS: &[&str] = &["http", "pools", "plugins"];
+/// The providers whose pools have a top-level section of their own, such as
+/// `[openai]`. Any other pool is set as `[pools."NAME"]`, so that a
+/// misspelt section fails instead of making a pool nothing uses.
+pub const PROVIDERS: &[&str] = &[
+    "anthropic",
+    "cohere",
+    "deepseek",
+    "fireworks",
+    "gemini",
+    "groq",
+    "mistral",
+    "openai",
+    "together",
+    "voyage",
+];
 
 /// The keys of a pool, in the order of error messages.
 const POOL_KEYS: &[&str] = &[
@@ -332,14 +345,16 @@ impl Config {
                     }
                 }
                 provider => {
-                    if !matches!(value, toml::Value::Table(_)) {
+                    if !matches!(value, toml::Value::Table(_)) || !PROVIDERS.contains(&provider) {
                         return Err(ConfigError::UnknownKey {
                             origin: origin.to_owned(),
                             section: "the top level".to_owned(),
                             key: provider.to_owned(),
                             expected: format!(
-                                "the sections {} and provider sections such as `[openai]`",
-                                quote_list(RESERVED_SECTIONS)
+                                "the sections `[http]`, `[pools.\"NAME\"]` and `[plugins.NAME]`, \
+                                 and the provider sections {}; set any other pool as \
+                                 `[pools.\"NAME\"]`",
+                                quote_list(PROVIDERS)
                             ),
                         });
                     }
@@ -351,6 +366,23 @@ impl Config {
                     }
                     config.pools.insert(provider.to_owned(), spec);
                 }
+            }
+        }
+        for (plugin, settings) in &config.plugins {
+            let Some(pool) = &settings.pool else { continue };
+            let known = pool.starts_with(REQUEST_RATE_PREFIX)
+                || PROVIDERS.contains(&pool.as_str())
+                || config.pools.contains_key(pool);
+            if !known {
+                return Err(ConfigError::BadPoolName {
+                    origin: origin.to_owned(),
+                    name: pool.clone(),
+                    reason: format!(
+                        "`[plugins.\"{plugin}\"]` names a pool that is neither \
+                         `request-rate:NAME`, a provider ({}), nor set in `[pools.\"NAME\"]`",
+                        PROVIDERS.join(", ")
+                    ),
+                });
             }
         }
         Ok(config)
@@ -835,6 +867,36 @@ mod tests {
             error.contains("not valid TOML") && error.contains("c.toml"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn misspelt_sections_are_refused() {
+        for text in [
+            "[opeani]\nburst = 1\n",
+            "[pool.\"request-rate:x\"]\nburst = 1\n",
+            "[plugin.web]\npool = \"openai\"\n",
+        ] {
+            let error = Config::parse(text, "c.toml").unwrap_err().to_string();
+            assert!(error.contains("unknown key"), "{text}: {error}");
+            assert!(error.contains("[pools.\"NAME\"]"), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn plugin_pool_of_unknown_kind_is_refused() {
+        let error = Config::parse("[plugins.web]\npool = \"ratelimit:x\"\n", "c.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`ratelimit:x`") && error.contains("neither"),
+            "{error}"
+        );
+        let config = Config::parse(
+            "[pools.\"custom\"]\nburst = 1\n[plugins.web]\npool = \"custom\"\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(config.plugins["web"].pool.as_deref(), Some("custom"));
     }
 
     #[test]

@@ -19,10 +19,12 @@ pub enum LogFormat {
 /// Postgres notices.
 pub fn init(format: LogFormat) {
     // Postgres notices such as "extension already exists, skipping" come
-    // from idempotent set-up statements and say nothing to the user.
+    // from idempotent set-up statements and say nothing to the user. The
+    // wasi:http client warns of every failed connect, which the request's
+    // own record and the row's error already report.
     let default = match format {
-        LogFormat::Text => "warn",
-        LogFormat::Json => "info,sqlx::postgres::notice=warn",
+        LogFormat::Text => "warn,wasmtime_wasi_http=error",
+        LogFormat::Json => "info,sqlx::postgres::notice=warn,wasmtime_wasi_http=error",
     };
     let filter =
         EnvFilter::try_from_env("SANDTABLE_LOG").unwrap_or_else(|_| EnvFilter::new(default));

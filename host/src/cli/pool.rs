@@ -14,7 +14,7 @@ pub(crate) enum PoolCommand {
     /// used, with their limits and what they served.
     List {
         /// How many minutes back to sum requests, tokens and waits.
-        #[arg(long, default_value_t = 60)]
+        #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
         minutes: u64,
         /// Print the pools as JSON.
         #[arg(long)]

@@ -337,10 +337,11 @@ impl Pool {
         let not_before = at(leased.start_us - leased.now_us);
         let burst = u64::from(self.spec.burst.max(1));
         // The slots, and the burst's tolerance by which the start may lie
-        // in the past.
+        // in the past. A slot spent after its span would fall into the
+        // next lease's, perhaps another process's, so none may be.
         let span = self
             .interval
-            .saturating_mul(u32::try_from(slots + burst).unwrap_or(u32::MAX));
+            .saturating_mul(u32::try_from(slots + burst - 1).unwrap_or(u32::MAX));
         let mut state = self.lock();
         state.lease = Lease {
             remaining: slots,

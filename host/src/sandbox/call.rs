@@ -356,7 +356,12 @@ impl UdfEngine {
         record.fuel_used += fuel_used(store, fuel);
         let sent = store.data().call_requests().clone();
         let pool_wait = sent.pool_wait();
-        self.settle_requests(&sent, pool, &mut record, requests);
+        self.settle_requests(
+            &sent,
+            pool.filter(|_| sends_requests),
+            &mut record,
+            requests,
+        );
 
         let late = self.returned_late(
             "the call",
@@ -392,8 +397,9 @@ impl UdfEngine {
         Ok((outcome, record))
     }
 
-    /// Adds what a call's requests did to its record, and charges the tokens
-    /// the guest reported beyond those the host counted.
+    /// Adds what a call's requests did to its record, and charges `pool`, the
+    /// pool of a plugin granted hosts, for the tokens the guest reported
+    /// beyond those the host counted, or for one request when it sent none.
     fn settle_requests(
         &self,
         sent: &super::outbound::CallRequests,
@@ -403,6 +409,14 @@ impl UdfEngine {
     ) {
         record.requests = sent.requests.load(Ordering::Relaxed);
         record.pool_wait_us += sent.pool_wait_us.load(Ordering::Relaxed);
+        // A call that could have sent requests and sent none is charged one,
+        // as a plugin granted no host is.
+        if record.requests == 0
+            && let Some(pool) = pool
+            && let Ok(waited) = pool.acquire_blocking()
+        {
+            record.pool_wait_us += waited.as_micros() as u64;
+        }
         let counted = sent.tokens.load(Ordering::Relaxed);
         let reported = sent.reported_tokens.load(Ordering::Relaxed);
         record.tokens = counted.max(reported);

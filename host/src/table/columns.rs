@@ -18,7 +18,9 @@ use crate::sandbox::{Column, ColumnBuilder, DataType};
 
 use super::binary_copy::BinaryCopyEncoder;
 use super::cells::{CellReader, Cells, cells_select};
-use super::compute::{Batch, Plan, PluginSet, bind, pinned_plugins, referenced_columns};
+use super::compute::{
+    Batch, Plan, PluginSet, bind, finish_pending, pinned_plugins, referenced_columns,
+};
 use super::error::{Result, TableError};
 use super::expr::{Call, CellPart, Expr, parse_assignment, parse_expr, parse_predicate};
 use super::filter::{Bind, FilterBuilder, bind_all};
@@ -632,12 +634,20 @@ impl Tables {
             let Some(handle) = pending.pop_front() else {
                 break;
             };
-            let (rowids, batch) = handle.await.expect("the compute task does not panic")?;
-            if let Some(error) =
-                first_failure(&schema, &batch, &pass.plans, options.on_error, |_| {
-                    "a stored row".to_owned()
-                })
-            {
+            let computed = handle.await.expect("the compute task does not panic");
+            let failure = match &computed {
+                Ok((_, batch)) => {
+                    first_failure(&schema, batch, &pass.plans, options.on_error, |_| {
+                        "a stored row".to_owned()
+                    })
+                }
+                Err(_) => None,
+            };
+            if computed.is_err() || failure.is_some() {
+                finish_pending(&mut pending).await;
+            }
+            let (rowids, batch) = computed?;
+            if let Some(error) = failure {
                 return Err(error);
             }
             cell_errors += count_failures(&batch, &pass.plans);

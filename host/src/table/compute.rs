@@ -83,6 +83,17 @@ fn collect_plugins(expr: &Expr, out: &mut BTreeSet<String>) {
 }
 
 /// Collects the names of the columns an expression reads.
+/// Waits for every batch still computing, so that none outlives the write
+/// that started it: a call that is waiting on a response must finish while
+/// the runtime that serves the response is still running.
+pub(crate) async fn finish_pending<T>(
+    pending: &mut std::collections::VecDeque<tokio::task::JoinHandle<T>>,
+) {
+    while let Some(handle) = pending.pop_front() {
+        let _ = handle.await;
+    }
+}
+
 pub(crate) fn referenced_columns(expr: &Expr, out: &mut BTreeSet<String>) {
     match expr {
         Expr::Column(reference) => {

@@ -14,7 +14,7 @@ use crate::sandbox::UdfEngine;
 
 use super::binary_copy::BinaryCopyEncoder;
 use super::cells::{Cells, describe_value};
-use super::compute::{Batch, Plan, PluginSet, bind, evaluate};
+use super::compute::{Batch, Plan, PluginSet, bind, evaluate, finish_pending};
 use super::error::{Result, TableError};
 use super::expr::CellPart;
 use super::input::{InputFormat, InputSchema, RowBatch, read_batches};
@@ -109,8 +109,14 @@ impl Tables {
                     let Some(handle) = pending.pop_front() else {
                         break;
                     };
-                    let (first_row, batch) =
-                        handle.await.expect("the compute task does not panic")?;
+                    let computed = handle.await.expect("the compute task does not panic");
+                    let (first_row, batch) = match computed {
+                        Ok(computed) => computed,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
                     if let Some(error) =
                         first_failure(&schema, &batch, &plans, options.on_error, |row| {
                             format!("row {} of the input", first_row + row as u64)
@@ -132,6 +138,7 @@ impl Tables {
             }
         }
         drop(receiver);
+        finish_pending(&mut pending).await;
         let read = reading.await.expect("the input reader does not panic");
         if let Some(error) = failure {
             copy.abort("insert aborted").await.ok();
