@@ -301,7 +301,7 @@ mod raw {
         }
     }
 
-    /// Builds and sends one request; returns its pending response.
+    /// Builds and sends one request, and returns its pending response.
     #[cfg(target_arch = "wasm32")]
     pub fn start(parts: &Parts<'_>) -> Result<Pending, String> {
         use imports::*;
@@ -357,12 +357,12 @@ mod raw {
         }
     }
 
-    /// Waits for a pending response; returns its status.
+    /// Waits for a pending response, and returns its status.
     #[cfg(target_arch = "wasm32")]
     pub fn finish(pending: Pending) -> Result<u16, String> {
         use imports::*;
 
-        // SAFETY: as in `start`; the future and the response are dropped
+        // SAFETY: as in `start`. The future and the response are dropped
         // once, here.
         unsafe {
             let pollable = future_subscribe(pending.0);
@@ -391,13 +391,13 @@ mod raw {
         (i32::from(!text.is_empty()), text)
     }
 
-    /// Natively there is no `wasi:http`, so nothing is sent.
+    /// Returns an error, since a native build has no `wasi:http`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn start(_parts: &Parts<'_>) -> Result<Pending, String> {
         Err("no `wasi:http` to send through in a native build".to_owned())
     }
 
-    /// Natively no request is ever pending.
+    /// Returns an error, since a native build never has a pending request.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn finish(_pending: Pending) -> Result<u16, String> {
         Err("no `wasi:http` to send through in a native build".to_owned())
