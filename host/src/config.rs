@@ -410,7 +410,11 @@ impl Config {
                 self.http = merge_http(&self.http, &overrides, &var.to_ascii_lowercase());
             } else if let Some(rest) = var.strip_prefix(POOL_ENV_PREFIX) {
                 let origin = format!("environment variable {var}");
-                let found = POOL_KEYS.iter().find_map(|key| {
+                // The longest key first, so that `_TOKEN_BURST` is not read
+                // as `_BURST` of a pool named `..._TOKEN`.
+                let mut keys = POOL_KEYS.to_vec();
+                keys.sort_by_key(|key| std::cmp::Reverse(key.len()));
+                let found = keys.iter().find_map(|key| {
                     let suffix = format!("_{}", key.to_ascii_uppercase());
                     rest.strip_suffix(&suffix)
                         .filter(|pool| !pool.is_empty())
@@ -437,6 +441,45 @@ impl Config {
                     .entry(pool)
                     .or_default()
                     .push((key.to_owned(), value, origin));
+            }
+        }
+        self.check_env_overrides()
+    }
+
+    /// Checks each pool's limits with the environment over the file, and
+    /// that no two configured pools share one environment name.
+    fn check_env_overrides(&self) -> Result<(), ConfigError> {
+        let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+        for name in self.pools.keys() {
+            if let Some(other) = seen.insert(env_name(name), name) {
+                return Err(ConfigError::BadPoolName {
+                    origin: self.origin(),
+                    name: name.clone(),
+                    reason: format!(
+                        "it and `{other}` share the environment name `{}`, so one variable would \
+                         set both; rename one",
+                        env_name(name)
+                    ),
+                });
+            }
+        }
+        for (env, overrides) in &self.pool_env {
+            let name = seen.get(env).copied().unwrap_or(env.as_str());
+            let spec = self.pool(name);
+            if spec.burst > spec.requests_per_minute {
+                let vars: Vec<&str> = overrides
+                    .iter()
+                    .map(|(_, _, origin)| origin.as_str())
+                    .collect();
+                return Err(ConfigError::BadValue {
+                    origin: vars.join(", "),
+                    section: format!("pool `{name}`"),
+                    key: "burst".to_owned(),
+                    reason: format!(
+                        "{} is more than the {} requests a minute",
+                        spec.burst, spec.requests_per_minute
+                    ),
+                });
             }
         }
         Ok(())

@@ -80,7 +80,7 @@ impl PoolCounters {
             &self.throttled,
             &self.denied,
         ]
-        .map(|counter| counter.swap(0, Ordering::Relaxed) as i64)
+        .map(|counter| counter.swap(0, Ordering::Relaxed).min(i64::MAX as u64) as i64)
     }
 
     fn restore(&self, counts: [i64; 6]) {
@@ -93,7 +93,7 @@ impl PoolCounters {
             &self.denied,
         ];
         for (counter, count) in counters.into_iter().zip(counts) {
-            counter.fetch_add(count as u64, Ordering::Relaxed);
+            add_saturating(counter, count as u64);
         }
     }
 }
@@ -257,42 +257,42 @@ impl Pool {
         wasmtime_wasi::runtime::in_tokio(self.acquire())
     }
 
+    /// Waits until the pool is not held, a leased slot is usable now and
+    /// the local limiter admits a request, then takes the slot.
+    ///
+    /// The limiter is asked only once a slot is usable, so callers that
+    /// waited for a lease starting later still go one by one.
     async fn wait_for_permit(&self) -> Result<(), PoolError> {
-        loop {
-            let held = {
-                let state = self.lock();
-                state.paused_until.max(state.tokens_held_until)
-            };
-            if let Some(until) = held.filter(|until| *until > Instant::now()) {
-                tokio::time::sleep_until(until.into()).await;
-                continue;
-            }
-            match self.limiter.check() {
-                Ok(()) => break,
-                Err(not_until) => {
-                    let wait = not_until.wait_time_from(self.limiter.clock().now());
-                    tokio::time::sleep(wait).await;
-                }
-            }
+        enum Next {
+            Until(Instant),
+            For(Duration),
+            Refill,
         }
         loop {
             let now = Instant::now();
-            let wait = {
+            let next = {
                 let mut state = self.lock();
-                let lease = &mut state.lease;
-                if lease.remaining > 0 && now < lease.expires {
-                    if now >= lease.not_before {
-                        lease.remaining -= 1;
-                        return Ok(());
-                    }
-                    Some(lease.not_before)
-                } else {
-                    None
+                let held = state.paused_until.max(state.tokens_held_until);
+                let lease = state.lease;
+                match held.filter(|until| *until > now) {
+                    Some(until) => Next::Until(until),
+                    None if lease.remaining == 0 || now >= lease.expires => Next::Refill,
+                    None if now < lease.not_before => Next::Until(lease.not_before),
+                    None => match self.limiter.check() {
+                        Ok(()) => {
+                            state.lease.remaining -= 1;
+                            return Ok(());
+                        }
+                        Err(not_until) => {
+                            Next::For(not_until.wait_time_from(self.limiter.clock().now()))
+                        }
+                    },
                 }
             };
-            match wait {
-                Some(until) => tokio::time::sleep_until(until.into()).await,
-                None => self.refill_lease().await?,
+            match next {
+                Next::Until(until) => tokio::time::sleep_until(until.into()).await,
+                Next::For(wait) => tokio::time::sleep(wait).await,
+                Next::Refill => self.refill_lease().await?,
             }
         }
     }
@@ -397,13 +397,14 @@ impl Pool {
         if tokens == 0 {
             return;
         }
-        self.counters.tokens.fetch_add(tokens, Ordering::Relaxed);
+        add_saturating(&self.counters.tokens, tokens);
         let (Some(rate), Some(tolerance)) =
             (self.spec.tokens_per_minute, self.token_tolerance_us())
         else {
             return;
         };
-        let cost_us = token_cost_us(tokens, rate);
+        // One charge holds the pool for a day at most, whatever it counts.
+        let cost_us = token_cost_us(tokens, rate).min(86_400_000_000);
         match &self.store {
             Some(store) => match store.charge_tokens(self, cost_us).await {
                 Ok((tat_us, now_us)) => {
@@ -469,6 +470,14 @@ impl Pool {
             .await
             .inspect_err(|_| self.counters.restore(counts))
     }
+}
+
+/// Adds `value` to `counter`, stopping at `u64::MAX`: a guest or a server
+/// may give any count.
+pub(crate) fn add_saturating(counter: &AtomicU64, value: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |sum| {
+        Some(sum.saturating_add(value))
+    });
 }
 
 /// The time, in microseconds, that `tokens` take to refill at `rate` a

@@ -291,6 +291,7 @@ impl UdfEngine {
         record.queue_wait_us = (queue_wait + outbound_wait).as_micros() as u64;
         let hooks = RequestHooks {
             outbound: sends_requests.then(|| outbound.clone()),
+            deadline: None,
             pool: pool.filter(|_| sends_requests).cloned(),
             call: Arc::default(),
             tenant: job.context.tenant.clone(),
@@ -417,13 +418,24 @@ impl UdfEngine {
         {
             record.pool_wait_us += waited.as_micros() as u64;
         }
+        // A report counts only for a call that sent requests, since tokens
+        // are spent at a provider, and it adds at most the pool's token
+        // burst, so that one call cannot hold a shared pool for long.
         let counted = sent.tokens.load(Ordering::Relaxed);
         let reported = sent.reported_tokens.load(Ordering::Relaxed);
-        record.tokens = counted.max(reported);
-        if reported > counted
+        let extra = if record.requests > 0 {
+            let burst = pool
+                .and_then(|pool| pool.spec().effective_token_burst())
+                .unwrap_or(u64::MAX);
+            reported.saturating_sub(counted).min(burst)
+        } else {
+            0
+        };
+        record.tokens = counted.saturating_add(extra);
+        if extra > 0
             && let Some(pool) = pool
         {
-            pool.charge_tokens_blocking(reported - counted);
+            pool.charge_tokens_blocking(extra);
         }
         requests.extend(sent.take_records());
     }
@@ -471,7 +483,10 @@ impl UdfEngine {
         if !config.epochs {
             return Ok(());
         }
-        store.data_mut().deadline = Some(Instant::now() + deadline);
+        let ends = Instant::now() + deadline;
+        let state = store.data_mut();
+        state.deadline = Some(ends);
+        state.requests.deadline = Some(ends);
         let tick = config.epoch_tick;
         store.set_epoch_deadline(ticks_for(deadline, tick));
         // The deadline moves back by the time the call's requests waited for

@@ -236,15 +236,50 @@ impl RequestRecord {
 #[derive(Debug, Default)]
 pub(crate) struct CallRequests {
     pub requests: AtomicU32,
+    /// The pool waits of every request, summed.
     pub pool_wait_us: AtomicU64,
     pub tokens: AtomicU64,
     pub reported_tokens: AtomicU64,
     pub records: Mutex<Vec<RequestRecord>>,
+    /// The wall-clock time during which at least one request waited.
+    waiting: Mutex<Waiting>,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    count: u32,
+    since: Option<Instant>,
+    total: Duration,
 }
 
 impl CallRequests {
+    /// Returns the wall-clock time during which at least one of the call's
+    /// requests waited for a permit. Requests that wait at once count once,
+    /// so sending many cannot stretch the deadline.
     pub fn pool_wait(&self) -> Duration {
-        Duration::from_micros(self.pool_wait_us.load(Ordering::Relaxed))
+        let waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        let current = waiting
+            .since
+            .map_or(Duration::ZERO, |since| since.elapsed());
+        waiting.total + current
+    }
+
+    fn start_waiting(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.count == 0 {
+            waiting.since = Some(Instant::now());
+        }
+        waiting.count += 1;
+    }
+
+    fn stop_waiting(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.count = waiting.count.saturating_sub(1);
+        if waiting.count == 0
+            && let Some(since) = waiting.since.take()
+        {
+            waiting.total += since.elapsed();
+        }
     }
 
     pub fn take_records(&self) -> Vec<RequestRecord> {
@@ -257,6 +292,8 @@ impl CallRequests {
 #[derive(Default)]
 pub(crate) struct RequestHooks {
     pub outbound: Option<Arc<Outbound>>,
+    /// The current guest entry's deadline, before pool waits move it back.
+    pub deadline: Option<Instant>,
     pub pool: Option<Arc<Pool>>,
     pub call: Arc<CallRequests>,
     pub tenant: String,
@@ -285,6 +322,7 @@ impl WasiHttpHooks for RequestHooks {
             outbound: self.outbound.clone().unwrap_or_default(),
             pool: self.pool.clone(),
             call: self.call.clone(),
+            deadline: self.deadline,
             record: RequestRecord {
                 tenant: self.tenant.clone(),
                 plugin: self.plugin.clone(),
@@ -326,6 +364,7 @@ struct Sender {
     outbound: Arc<Outbound>,
     pool: Option<Arc<Pool>>,
     call: Arc<CallRequests>,
+    deadline: Option<Instant>,
     record: RequestRecord,
 }
 
@@ -371,6 +410,18 @@ impl Sender {
         let host = uri.host().unwrap_or_default().to_owned();
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // User info before the host (`user@host`) would reach the client
+        // with the authority, so a request that has any is refused.
+        if self.record.host.contains('@') {
+            let message = format!(
+                "request to `{}` refused: user info in a URL is not allowed; send credentials \
+                 in a header",
+                self.record.host
+            );
+            self.record.outcome = "denied".to_owned();
+            self.record.error = Some(message.clone());
+            return Err(HttpError::InternalError(Some(message)));
+        }
         if !self.outbound.allows(&host, port) {
             if let Some(pool) = &self.pool {
                 pool.count_denied();
@@ -402,7 +453,10 @@ impl Sender {
         let mut attempt = 0u32;
         loop {
             if let Some(pool) = &self.pool {
-                let waited = pool.acquire().await.map_err(|error| {
+                self.call.start_waiting();
+                let acquired = pool.acquire().await;
+                self.call.stop_waiting();
+                let waited = acquired.map_err(|error| {
                     self.record.outcome = "denied".to_owned();
                     HttpError::InternalError(Some(error.to_string()))
                 })?;
@@ -423,20 +477,42 @@ impl Sender {
             let request = builder
                 .body(full(body.clone()))
                 .map_err(|error| HttpError::InternalError(Some(error.to_string())))?;
-            let answer = match tokio::time::timeout(
-                settings.timeout,
+            // An attempt ends at `timeout_ms`, or at the call's deadline
+            // (moved back by its pool waits) when that comes first, since
+            // the guest cannot return before its response does.
+            let started = Instant::now();
+            let mut end = started + settings.timeout;
+            let call_deadline = self
+                .deadline
+                .map(|deadline| deadline + self.call.pool_wait());
+            let cut_by_deadline = call_deadline.is_some_and(|deadline| deadline < end);
+            if let Some(deadline) = call_deadline.filter(|_| cut_by_deadline) {
+                end = deadline;
+            }
+            let answer = match tokio::time::timeout_at(
+                end.into(),
                 attempt_once(request, options, &settings),
             )
             .await
             {
                 Ok(answer) => answer?,
                 Err(_) => {
-                    self.record.error = Some(format!(
-                        "no whole response from `{}` within {} ms (`timeout_ms` in `[http]`)",
-                        self.record.host,
-                        settings.timeout.as_millis()
-                    ));
-                    return Err(HttpError::HttpResponseTimeout);
+                    let message = if cut_by_deadline {
+                        format!(
+                            "no whole response from `{}` before the call's deadline, {} ms after \
+                             the request was sent",
+                            self.record.host,
+                            started.elapsed().as_millis()
+                        )
+                    } else {
+                        format!(
+                            "no whole response from `{}` within {} ms (`timeout_ms` in `[http]`)",
+                            self.record.host,
+                            settings.timeout.as_millis()
+                        )
+                    };
+                    self.record.error = Some(message.clone());
+                    return Err(HttpError::InternalError(Some(message)));
                 }
             };
             self.record.status = answer.parts.status.as_u16();
@@ -493,7 +569,7 @@ impl Sender {
     async fn observe_limits(&mut self, answer: &Answer) {
         let tokens = usage_tokens(&answer.parts.headers, &answer.body);
         self.record.tokens = tokens;
-        self.call.tokens.fetch_add(tokens, Ordering::Relaxed);
+        crate::pool::add_saturating(&self.call.tokens, tokens);
         let Some(pool) = &self.pool else {
             return;
         };
@@ -508,6 +584,9 @@ impl Sender {
                     header_text(&answer.parts.headers, &format!("x-ratelimit-reset-{kind}"))
                         .and_then(parse_reset)
             {
+                // As with `Retry-After`, no server holds a pool longer than
+                // the operator allows.
+                let reset = reset.min(self.outbound.settings.max_retry_after);
                 pool.hold_until(Instant::now() + reset);
             }
         }
@@ -546,10 +625,13 @@ async fn attempt_once(
     let guest = options.unwrap_or_default();
     let cap =
         |asked: Option<Duration>, limit: Duration| Some(asked.map_or(limit, |d| d.min(limit)));
+    // The host's own `timeout_ms` bounds the whole attempt and names the
+    // setting when it fires, so the client's timeouts apply only when the
+    // guest asks for shorter ones.
     let options = RequestOptions {
         connect_timeout: cap(guest.connect_timeout, settings.connect_timeout),
-        first_byte_timeout: cap(guest.first_byte_timeout, settings.timeout),
-        between_bytes_timeout: cap(guest.between_bytes_timeout, settings.timeout),
+        first_byte_timeout: cap(guest.first_byte_timeout, settings.timeout * 2),
+        between_bytes_timeout: cap(guest.between_bytes_timeout, settings.timeout * 2),
     };
     let (response, connection) =
         wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
@@ -660,10 +742,15 @@ pub(crate) fn usage_tokens(headers: &http::HeaderMap, body: &[u8]) -> u64 {
         return 0;
     };
     usage.total_tokens.unwrap_or_else(|| {
-        usage.prompt_tokens.unwrap_or(0)
-            + usage.completion_tokens.unwrap_or(0)
-            + usage.input_tokens.unwrap_or(0)
-            + usage.output_tokens.unwrap_or(0)
+        [
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.input_tokens,
+            usage.output_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .fold(0, u64::saturating_add)
     })
 }
 
