@@ -523,7 +523,17 @@ impl Sender {
                 let over_cap = retry_after.is_some_and(|wait| wait > settings.max_retry_after);
                 if let Some(pool) = &self.pool {
                     match retry_after {
-                        Some(wait) => pool.pause(wait.min(settings.max_retry_after)).await,
+                        Some(wait) => {
+                            let pause = wait.min(settings.max_retry_after);
+                            tracing::warn!(
+                                pool = %pool.name(),
+                                host = %self.record.host,
+                                status,
+                                pause_ms = pause.as_millis() as u64,
+                                "a server asked to wait: the pool is paused for every caller"
+                            );
+                            pool.pause(pause).await;
+                        }
                         None => pool.count_throttled(),
                     }
                 }
@@ -633,6 +643,9 @@ async fn attempt_once(
         first_byte_timeout: cap(guest.first_byte_timeout, settings.timeout * 2),
         between_bytes_timeout: cap(guest.between_bytes_timeout, settings.timeout * 2),
     };
+    // TODO: every attempt opens a connection of its own. Keeping
+    // connections to a host alive across requests would spare a handshake
+    // each, most of all for TLS.
     let (response, connection) =
         wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
     tokio::spawn(async move {
