@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sandtable::catalog::{Catalog, DEFAULT_TENANT, PluginRef};
+use sandtable::catalog::{Catalog, DEFAULT_TENANT};
 use sandtable::config::{Config, PoolSpec};
 use sandtable::pool::{Pool, PoolStore};
 use sandtable::sandbox::{
@@ -20,7 +20,7 @@ use sandtable::sandbox::{
 use sandtable::table::Tables;
 use sandtable_tests::http::{LoopbackServer, ServerOptions};
 use sandtable_tests::machine::{free_cores, load_average};
-use sandtable_tests::tables::add_plugin;
+use sandtable_tests::tables::{add_plugin, load_plugin};
 use serde_json::json;
 
 /// The benchmark's sections, run in this order.
@@ -145,15 +145,6 @@ async fn web_tables(
     Ok((db, tables))
 }
 
-async fn load(tables: &Tables, name: &str) -> anyhow::Result<(LoadedPlugin, CallContext)> {
-    let reference: PluginRef = name.parse()?;
-    let (_, plugin, context) = tables
-        .catalog()
-        .load_plugin(tables.engine(), tables.tenant(), &reference)
-        .await?;
-    Ok((plugin, context))
-}
-
 fn post_batch(url: &str, rows: usize) -> Vec<Column> {
     let strings = |text: &str| {
         Column::from_json(&DataType::String, &vec![json!(text); rows]).expect("strings fit")
@@ -203,7 +194,7 @@ async fn http(_db: &sandtable_tests::TestDb) -> anyhow::Result<()> {
         "bench",
     )?;
     let (_db, tables) = web_tables(&server, config, EngineConfig::default()).await?;
-    let (plugin, pooled) = load(&tables, "web").await?;
+    let (plugin, pooled) = load_plugin(&tables, "web").await?;
     let unpooled = CallContext {
         outbound: Arc::new(Outbound {
             pools: Default::default(),
@@ -281,8 +272,8 @@ async fn isolation(_db: &sandtable_tests::TestDb) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let (_db, tables) = web_tables(&server, config, engine).await?;
-    let (web, web_context) = load(&tables, "web").await?;
-    let (text, text_context) = load(&tables, "text").await?;
+    let (web, web_context) = load_plugin(&tables, "web").await?;
+    let (text, text_context) = load_plugin(&tables, "text").await?;
     let alone = time_text(tables.engine(), &text, &text_context, ISOLATION_CALLS).await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = server.url("/echo");

@@ -5,9 +5,9 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use sandtable::catalog::{Catalog, DEFAULT_TENANT};
+use sandtable::catalog::{Catalog, DEFAULT_TENANT, PluginRef};
 use sandtable::config::Config;
-use sandtable::sandbox::{Column, EngineConfig, UdfEngine};
+use sandtable::sandbox::{CallContext, Column, EngineConfig, LoadedPlugin, UdfEngine};
 use sandtable::table::input::InputFormat;
 use sandtable::table::values::cell_json;
 use sandtable::table::{
@@ -56,6 +56,20 @@ pub async fn add_plugin(tables: &Tables, name: &str, file: &str) -> anyhow::Resu
         .add_plugin(tables.tenant(), name, &bytes, &loaded)
         .await?;
     Ok(added.entry.version)
+}
+
+/// Loads plugin `name` of the catalog with its grants and pools, as the
+/// tables do before they call it.
+pub async fn load_plugin(
+    tables: &Tables,
+    name: &str,
+) -> anyhow::Result<(LoadedPlugin, CallContext)> {
+    let reference: PluginRef = name.parse()?;
+    let (_, plugin, context) = tables
+        .catalog()
+        .load_plugin(tables.engine(), tables.tenant(), &reference)
+        .await?;
+    Ok((plugin, context))
 }
 
 /// Parses columns given as `NAME:TYPE`.

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sandtable::catalog::{Catalog, DEFAULT_TENANT, PluginRef};
+use sandtable::catalog::{Catalog, DEFAULT_TENANT};
 use sandtable::config::Config;
 use sandtable::pool::PoolStore;
 use sandtable::sandbox::{
@@ -23,7 +23,7 @@ use sandtable_tests::TestDb;
 use sandtable_tests::http::{
     ConnectionCounter, LoopbackServer, RateLimitHeaders, ServerOptions, max_in_window, span,
 };
-use sandtable_tests::tables::add_plugin;
+use sandtable_tests::tables::{add_plugin, load_plugin};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -75,16 +75,6 @@ async fn grant(tables: &Tables, plugin: &str, pattern: &str) -> anyhow::Result<(
         .grant_host(tables.tenant(), plugin, &pattern)
         .await?;
     Ok(())
-}
-
-/// Loads a plugin of the catalog with its grants and pools.
-async fn load(tables: &Tables, name: &str) -> anyhow::Result<(LoadedPlugin, CallContext)> {
-    let reference: PluginRef = name.parse()?;
-    let (_, plugin, context) = tables
-        .catalog()
-        .load_plugin(tables.engine(), tables.tenant(), &reference)
-        .await?;
-    Ok((plugin, context))
 }
 
 fn strings<S: AsRef<str>>(values: &[S]) -> Column {
@@ -382,7 +372,7 @@ async fn forged_authority_reaches_no_unlisted_host() -> anyhow::Result<()> {
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = attack_tables(Config::default(), LimitPolicy::default()).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let allowed = server.authority();
     let port = counter.addr().port();
@@ -565,7 +555,7 @@ async fn oversized_response_fails_the_row() -> anyhow::Result<()> {
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "rogue", &server.authority()).await?;
     grant(&tables, "rogue", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let urls = [
         server.url("/big?bytes=2000000"),
@@ -610,7 +600,7 @@ async fn slow_and_silent_servers_time_out() -> anyhow::Result<()> {
     let settings = config("[http]\ntimeout_ms = 1000\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "rogue", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let urls = [raw.url("/drip"), raw.url("/silent")];
     let (output, elapsed) = call(&tables, &plugin, &context, "fetch", vec![strings(&urls)]).await;
@@ -646,7 +636,7 @@ async fn timeout_errors_name_timeout_ms() -> anyhow::Result<()> {
     let settings = config("[http]\ntimeout_ms = 300\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "rogue", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
     let (output, _) = call(
         &tables,
         &plugin,
@@ -674,7 +664,7 @@ async fn retries_of_503_stop_at_setting() -> anyhow::Result<()> {
     let settings = config("[http]\nretries = 2\nbackoff_ms = 10\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "web", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let args = vec![
         strings(&[server.url("/limited")]),
@@ -725,7 +715,7 @@ async fn retry_after_dates_and_bad_values() -> anyhow::Result<()> {
     let settings = config("[http]\nretries = 3\nbackoff_ms = 10\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "web", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     for (path, at_least, at_most) in [
         (
@@ -772,7 +762,7 @@ async fn huge_retry_after_pauses_for_the_cap() -> anyhow::Result<()> {
     let settings = config("[http]\nretries = 5\nmax_retry_after_s = 1\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "web", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let post = |path: &str| {
         vec![
@@ -824,7 +814,7 @@ async fn rate_limit_reset_capped_by_max_retry_after() -> anyhow::Result<()> {
         config("[http]\nmax_retry_after_s = 1\n[openai]\nrequests_per_minute = 6000\nburst = 5\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "web", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let url = server.url("/v1/chat/completions");
     let args = vec![
@@ -851,7 +841,7 @@ async fn redirect_loop_stops_after_five_hops() -> anyhow::Result<()> {
             .await;
     let (_db, tables) = attack_tables(Config::default(), LimitPolicy::default()).await?;
     grant(&tables, "rogue", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
     let (output, _) = call(
         &tables,
         &plugin,
@@ -874,7 +864,7 @@ async fn oversized_request_body_is_never_sent() -> anyhow::Result<()> {
     let settings = config("[http]\nmax_request_bytes = 1000\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "web", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let big = "x".repeat(256 << 10);
     let args = vec![
@@ -899,7 +889,7 @@ async fn flood_cannot_outrun_the_pool() -> anyhow::Result<()> {
     // `request-rate:hostile-http` has no section: 600 a minute, burst 1.
     let (_db, tables) = attack_tables(Config::default(), LimitPolicy::default()).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let mut callers = Vec::new();
     for _ in 0..3 {
@@ -932,7 +922,7 @@ async fn concurrent_requests_keep_the_rate() -> anyhow::Result<()> {
     let settings = config("[openai]\nrequests_per_minute = 600\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let authority = server.authority();
     let row = Forge {
@@ -964,7 +954,7 @@ async fn two_processes_keep_burst_1_spacing() -> anyhow::Result<()> {
     let second = tables_over(&db, config(settings), LimitPolicy::default()).await?;
     let mut callers = Vec::new();
     for tables in [first, second] {
-        let (plugin, context) = load(&tables, "rogue").await?;
+        let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
         for _ in 0..10 {
             let url = server.url("/ok");
@@ -997,7 +987,7 @@ async fn two_processes_share_the_rate() -> anyhow::Result<()> {
     for tables in [first, second] {
         let url = server.url("/ok");
         callers.push(tokio::spawn(async move {
-            let (plugin, context) = load(&tables, "rogue").await.unwrap();
+            let (plugin, context) = load_plugin(&tables, "rogue").await.unwrap();
             let args = vec![strings(&[url]), ints(&[15])];
             call(&tables, &plugin, &context, "flood", args).await.0
         }));
@@ -1025,7 +1015,7 @@ async fn denied_pool_sends_nothing() -> anyhow::Result<()> {
     let settings = config("[pools.\"request-rate:hostile-http\"]\ndeny = true\n");
     let (_db, tables) = attack_tables(settings, LimitPolicy::default()).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
     let (output, _) = call(
         &tables,
         &plugin,
@@ -1067,8 +1057,8 @@ async fn reported_tokens_cannot_stall_other_plugins() -> anyhow::Result<()> {
     // own, which it never calls, but declares the provider's pool.
     grant(&tables, "web", &server.authority()).await?;
     grant(&tables, "rogue", &elsewhere.authority()).await?;
-    let (rogue, rogue_context) = load(&tables, "rogue").await?;
-    let (web, web_context) = load(&tables, "web").await?;
+    let (rogue, rogue_context) = load_plugin(&tables, "rogue").await?;
+    let (web, web_context) = load_plugin(&tables, "web").await?;
 
     let report = Forge {
         concurrent: 0,
@@ -1103,7 +1093,7 @@ async fn u64_max_token_report_keeps_stats_sane() -> anyhow::Result<()> {
     let elsewhere = ConnectionCounter::start().await;
     let (_db, tables) = attack_tables(config(TOKEN_POOL), LimitPolicy::default()).await?;
     grant(&tables, "rogue", &elsewhere.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     let report = Forge {
         concurrent: 0,
@@ -1143,7 +1133,7 @@ async fn garbage_usage_counts_no_tokens() -> anyhow::Result<()> {
     .await;
     let (_db, tables) = attack_tables(config(TOKEN_POOL), LimitPolicy::default()).await?;
     grant(&tables, "web", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let paths = [
         "/negative",
@@ -1187,7 +1177,7 @@ async fn overflowing_usage_parts_saturate() -> anyhow::Result<()> {
     .await;
     let (_db, tables) = attack_tables(config(TOKEN_POOL), LimitPolicy::default()).await?;
     grant(&tables, "web", &raw.authority()).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
 
     let args = vec![
         strings(&[raw.url("/v1/chat/completions")]),
@@ -1208,7 +1198,7 @@ async fn pool_waits_extend_the_deadline() -> anyhow::Result<()> {
     let policy = deadline_policy(Duration::from_secs(2));
     let (_db, tables) = attack_tables(Config::default(), policy).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     // 30 requests at 10 a second wait about 2.9 s, past the 2 s deadline.
     let args = vec![strings(&[server.url("/ok")]), ints(&[30])];
@@ -1231,7 +1221,7 @@ async fn concurrent_pool_waits_extend_deadline_once() -> anyhow::Result<()> {
     let policy = deadline_policy(Duration::from_secs(2));
     let (_db, tables) = attack_tables(settings, policy).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     // 20 requests at once wait 0, 0.1, ..., 1.9 s: 19 s in sum but 1.9 s of
     // wall-clock time. Then the guest sleeps 6 s.
@@ -1260,7 +1250,7 @@ async fn hanging_request_ends_at_deadline() -> anyhow::Result<()> {
     let policy = deadline_policy(Duration::from_secs(1));
     let (_db, tables) = attack_tables(Config::default(), policy).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
     let (output, elapsed) = call(
         &tables,
         &plugin,
@@ -1286,7 +1276,7 @@ async fn calls_that_sent_requests_never_rerun() -> anyhow::Result<()> {
     let policy = deadline_policy(Duration::from_secs(1));
     let (_db, tables) = attack_tables(Config::default(), policy).await?;
     grant(&tables, "rogue", &server.authority()).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
 
     // Row 0 would take 10 requests of 300 ms; the deadline stops it.
     let url = server.url("/slow?ms=300");

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sandtable::catalog::PluginRef;
 use sandtable::config::Config;
 use sandtable::sandbox::{
     BatchOutput, CallContext, Column, DataType, EngineConfig, LoadedPlugin, UdfEngine,
@@ -14,7 +13,9 @@ use sandtable::table::Tables;
 use sandtable_tests::http::{
     ConnectionCounter, LoopbackServer, RateLimitHeaders, ServerOptions, max_in_window, span,
 };
-use sandtable_tests::tables::{add_plugin, columns, dump, ignore, insert_jsonl, setup_with};
+use sandtable_tests::tables::{
+    add_plugin, columns, dump, ignore, insert_jsonl, load_plugin, setup_with,
+};
 use serde_json::{Value, json};
 
 /// Parses a configuration given as TOML.
@@ -44,16 +45,6 @@ async fn http_tables(
             .await?;
     }
     Ok((db, tables))
-}
-
-/// Loads a plugin of the catalog with its grants and pools.
-async fn load(tables: &Tables, name: &str) -> anyhow::Result<(LoadedPlugin, CallContext)> {
-    let reference: PluginRef = name.parse()?;
-    let (_, plugin, context) = tables
-        .catalog()
-        .load_plugin(tables.engine(), tables.tenant(), &reference)
-        .await?;
-    Ok((plugin, context))
 }
 
 fn strings(values: &[&str]) -> Column {
@@ -101,7 +92,7 @@ async fn pool_600_a_minute_holds_16_callers_to_200_in_20_s() -> anyhow::Result<(
     // No section: `request-rate:http-json` gets the default 600 a minute
     // with a burst of 1.
     let (_db, tables) = http_tables(Config::default(), &server).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
     let run = Duration::from_secs(20);
     let started = Instant::now();
     let mut callers = Vec::new();
@@ -146,7 +137,7 @@ async fn host_off_the_list_is_refused_before_any_connection() -> anyhow::Result<
     let server = LoopbackServer::start(ServerOptions::default()).await;
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = http_tables(Config::default(), &server).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
     let target = counter.url("/echo");
     let output = call(
         tables.engine(),
@@ -197,7 +188,7 @@ async fn host_off_the_list_is_refused_before_any_connection() -> anyhow::Result<
 async fn plugin_without_host_grants_reaches_nothing() -> anyhow::Result<()> {
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = setup_with(Config::default(), &[("web", "http_json.wasm")]).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
     let output = call(
         tables.engine(),
         &plugin,
@@ -221,7 +212,7 @@ async fn redirect_to_a_host_off_the_list_is_not_followed() -> anyhow::Result<()>
     let server = LoopbackServer::start(ServerOptions::default()).await;
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = http_tables(Config::default(), &server).await?;
-    let (plugin, context) = load(&tables, "rogue").await?;
+    let (plugin, context) = load_plugin(&tables, "rogue").await?;
     let redirect = server.url(&format!("/redirect?to={}", counter.url("/stolen")));
     // `fetch` follows redirects itself; the host checks each hop again.
     let output = call(
@@ -334,7 +325,7 @@ async fn token_budget_holds_and_a_guest_cannot_report_less() -> anyhow::Result<(
         let (options, settings) = token_setup();
         let server = LoopbackServer::start(options).await;
         let (_db, tables) = http_tables(settings, &server).await?;
-        let (loaded, context) = load(&tables, plugin).await?;
+        let (loaded, context) = load_plugin(&tables, plugin).await?;
         let url = server.url("/v1/chat/completions");
         let prompts = ["a", "b", "c", "d", "e", "f"];
         let mut args = vec![strings(&[url.as_str(); 6])];
@@ -382,7 +373,7 @@ async fn provider_headers_hold_the_pool_until_their_reset() -> anyhow::Result<()
     let settings =
         config("[openai]\nrequests_per_minute = 6000\nburst = 5\ntokens_per_minute = 90000\n");
     let (_db, tables) = http_tables(settings, &server).await?;
-    let (plugin, context) = load(&tables, "web").await?;
+    let (plugin, context) = load_plugin(&tables, "web").await?;
     let url = server.url("/v1/chat/completions");
     let output = call(
         tables.engine(),
@@ -462,7 +453,7 @@ async fn plugin_that_sends_nothing_is_charged_a_request_a_call() -> anyhow::Resu
         "[pools.\"request-rate:slow\"]\nrequests_per_minute = 600\n[plugins.text]\npool = \"request-rate:slow\"\n",
     );
     let (_db, tables) = setup_with(settings, &[("text", "text.wasm")]).await?;
-    let (plugin, context) = load(&tables, "text").await?;
+    let (plugin, context) = load_plugin(&tables, "text").await?;
     let started = Instant::now();
     let mut waited_us = 0;
     for _ in 0..6 {
@@ -496,7 +487,7 @@ async fn denied_pool_fails_its_calls_naming_it() -> anyhow::Result<()> {
         "[pools.\"request-rate:slow\"]\ndeny = true\n[plugins.text]\npool = \"request-rate:slow\"\n",
     );
     let (_db, tables) = setup_with(settings, &[("text", "text.wasm")]).await?;
-    let (plugin, context) = load(&tables, "text").await?;
+    let (plugin, context) = load_plugin(&tables, "text").await?;
     let engine = tables.engine().clone();
     let error = tokio::task::spawn_blocking(move || {
         engine.call(&plugin, &context, "upper", &[strings(&["a"])], 1)
@@ -529,8 +520,8 @@ async fn calls_waiting_on_a_pool_leave_slots_for_other_plugins() -> anyhow::Resu
     let tenant = catalog.tenant(sandtable::catalog::DEFAULT_TENANT).await?;
     let tables = Tables::new(catalog, engine, tenant);
     add_plugin(&tables, "text", "text.wasm").await?;
-    let (web, web_context) = load(&tables, "web").await?;
-    let (text, text_context) = load(&tables, "text").await?;
+    let (web, web_context) = load_plugin(&tables, "web").await?;
+    let (text, text_context) = load_plugin(&tables, "text").await?;
     let mut waiting = Vec::new();
     for n in 0..8 {
         let (engine, web, context) = (tables.engine().clone(), web.clone(), web_context.clone());

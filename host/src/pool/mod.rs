@@ -71,7 +71,8 @@ pub(crate) struct PoolCounters {
 }
 
 impl PoolCounters {
-    fn take(&self) -> [i64; 6] {
+    /// The counters, in the order of `sandtable.pool_stats`.
+    fn all(&self) -> [&AtomicU64; 6] {
         [
             &self.requests,
             &self.tokens,
@@ -80,19 +81,15 @@ impl PoolCounters {
             &self.throttled,
             &self.denied,
         ]
-        .map(|counter| counter.swap(0, Ordering::Relaxed).min(i64::MAX as u64) as i64)
+    }
+
+    fn take(&self) -> [i64; 6] {
+        self.all()
+            .map(|counter| counter.swap(0, Ordering::Relaxed).min(i64::MAX as u64) as i64)
     }
 
     fn restore(&self, counts: [i64; 6]) {
-        let counters = [
-            &self.requests,
-            &self.tokens,
-            &self.waits,
-            &self.wait_us,
-            &self.throttled,
-            &self.denied,
-        ];
-        for (counter, count) in counters.into_iter().zip(counts) {
+        for (counter, count) in self.all().into_iter().zip(counts) {
             add_saturating(counter, count as u64);
         }
     }
