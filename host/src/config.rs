@@ -140,10 +140,10 @@ pub enum ConfigError {
 /// Settings for the outbound HTTP requests of guests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSettings {
-    /// The longest an attempt may take from connecting to the last byte of
+    /// The maximum time of an attempt, from connecting to the last byte of
     /// the response.
     pub timeout: Duration,
-    /// The longest connecting may take.
+    /// The maximum time of connecting.
     pub connect_timeout: Duration,
     /// The largest response body the host reads; a larger one fails the
     /// request.

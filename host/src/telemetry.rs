@@ -19,7 +19,7 @@ pub enum LogFormat {
 /// Postgres notices.
 pub fn init(format: LogFormat) {
     // Postgres notices such as "extension already exists, skipping" come
-    // from idempotent set-up statements and say nothing to the user. The
+    // from idempotent set-up statements and mean nothing to the user. The
     // wasi:http client warns of every failed connect, which the request's
     // own record and the row's error already report.
     let default = match format {

@@ -402,7 +402,7 @@ fn cli_concurrent_insert_processes() {
     assert_eq!(cli.ok(&["select", "mid", "--format", "csv"]), snapshot);
 }
 
-/// A loopback HTTP server that answers every request with `{"n": 1}` and
+/// A loopback HTTP server that responds to every request with `{"n": 1}` and
 /// records when each request arrived.
 struct Answerer {
     port: u16,
@@ -451,7 +451,7 @@ impl Answerer {
         Answerer { port, arrivals }
     }
 
-    /// The arrivals, sorted.
+    /// Returns the arrival times, sorted.
     fn arrivals(&self) -> Vec<std::time::Instant> {
         let mut arrivals = self.arrivals.lock().unwrap().clone();
         arrivals.sort();

@@ -19,7 +19,7 @@ use sandtable::sandbox::{
 };
 use sandtable::table::Tables;
 use sandtable_tests::http::{LoopbackServer, ServerOptions};
-use sandtable_tests::machine::{free_cores, load_average};
+use sandtable_tests::machine::{chosen_sections, free_cores, load_average};
 use sandtable_tests::tables::{add_plugin, load_plugin};
 use serde_json::json;
 
@@ -39,17 +39,7 @@ const ISOLATION_CALLS: usize = 300;
 fn main() -> anyhow::Result<()> {
     // SAFETY: the benchmark is single-threaded at this point.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    for name in &chosen {
-        anyhow::ensure!(
-            SECTIONS.contains(&name.as_str()),
-            "unknown section `{name}`; the sections are {}",
-            SECTIONS.join(", ")
-        );
-    }
+    let chosen = chosen_sections(&SECTIONS)?;
     let runs = |section: &str| chosen.is_empty() || chosen.iter().any(|c| c == section);
     println!("load average at start: {}", load_average());
     println!("cores free at start: {:.2}\n", free_cores()?);
@@ -75,8 +65,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A pool that never makes a caller wait: a million requests a second, all
-/// of a minute's worth allowed at once.
+/// Returns a pool that never makes a caller wait: a million requests a
+/// second, all of a minute's worth allowed at once.
 fn generous() -> PoolSpec {
     PoolSpec {
         requests_per_minute: 60_000_000,

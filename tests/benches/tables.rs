@@ -39,22 +39,12 @@ const READ_BUFFER_BYTES: usize = 1 << 20;
 /// The benchmark's sections, run in this order.
 const SECTIONS: [&str; 2] = ["insert", "compute"];
 
-use sandtable_tests::machine::{free_cores, load_average, process_cpu_time};
+use sandtable_tests::machine::{chosen_sections, free_cores, load_average, process_cpu_time};
 
 fn main() -> anyhow::Result<()> {
     // SAFETY: the benchmark is single-threaded at this point.
     unsafe { std::env::remove_var("RUST_BACKTRACE") };
-    let chosen: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|arg| !arg.starts_with("--"))
-        .collect();
-    for name in &chosen {
-        anyhow::ensure!(
-            SECTIONS.contains(&name.as_str()),
-            "unknown section `{name}`; the sections are {}",
-            SECTIONS.join(", ")
-        );
-    }
+    let chosen = chosen_sections(&SECTIONS)?;
     let runs = |section: &str| chosen.is_empty() || chosen.iter().any(|c| c == section);
     let rows = env_count("SANDTABLE_BENCH_ROWS", DEFAULT_ROWS)?;
     let heavy_rows = env_count("SANDTABLE_BENCH_HEAVY_ROWS", DEFAULT_HEAVY_ROWS)?.min(rows);

@@ -1,6 +1,6 @@
-//! What a benchmark prints about the machine it ran on: the load average
+//! What a benchmark prints about the machine it ran on (the load average
 //! and the cores it got, so that figures from shared machines can be read
-//! against them.
+//! against them), and the sections that the command line selects.
 
 use std::time::{Duration, Instant};
 
@@ -65,4 +65,25 @@ pub fn process_cpu_time() -> anyhow::Result<Duration> {
     };
     let total = ticks(11)? + ticks(12)?;
     Ok(Duration::from_millis(total * 1000 / TICKS_PER_SECOND))
+}
+
+/// Returns the benchmark sections named on the command line, which are all
+/// of them when none is named.
+///
+/// # Errors
+///
+/// Fails on a name that is not one of `sections`, listing them.
+pub fn chosen_sections(sections: &[&str]) -> anyhow::Result<Vec<String>> {
+    let chosen: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    for name in &chosen {
+        anyhow::ensure!(
+            sections.contains(&name.as_str()),
+            "unknown section `{name}`; the sections are {}",
+            sections.join(", ")
+        );
+    }
+    Ok(chosen)
 }

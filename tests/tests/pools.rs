@@ -77,7 +77,7 @@ async fn call(
         .expect("the call runs")
 }
 
-/// One `web.post` of `{"n": n}` to the server's `/echo`.
+/// Builds the arguments of one `web.post` of `{"n": n}` to the server's `/echo`.
 fn post_args(server: &LoopbackServer, n: usize) -> Vec<Column> {
     vec![
         strings(&[&server.url("/echo")]),
@@ -87,7 +87,7 @@ fn post_args(server: &LoopbackServer, n: usize) -> Vec<Column> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn pool_600_a_minute_holds_16_callers_to_200_in_20_s() -> anyhow::Result<()> {
+async fn default_pool_paces_16_callers() -> anyhow::Result<()> {
     let server = LoopbackServer::start(ServerOptions::default()).await;
     // No section: `request-rate:http-json` gets the default 600 a minute
     // with a burst of 1.
@@ -133,7 +133,7 @@ async fn pool_600_a_minute_holds_16_callers_to_200_in_20_s() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn host_off_the_list_is_refused_before_any_connection() -> anyhow::Result<()> {
+async fn unlisted_host_gets_no_connection() -> anyhow::Result<()> {
     let server = LoopbackServer::start(ServerOptions::default()).await;
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = http_tables(Config::default(), &server).await?;
@@ -208,7 +208,7 @@ async fn plugin_without_host_grants_reaches_nothing() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redirect_to_a_host_off_the_list_is_not_followed() -> anyhow::Result<()> {
+async fn redirect_to_unlisted_host_rejected() -> anyhow::Result<()> {
     let server = LoopbackServer::start(ServerOptions::default()).await;
     let counter = ConnectionCounter::start().await;
     let (_db, tables) = http_tables(Config::default(), &server).await?;
@@ -241,7 +241,7 @@ async fn redirect_to_a_host_off_the_list_is_not_followed() -> anyhow::Result<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn retry_after_pauses_retries_stop_and_other_rows_go_on() -> anyhow::Result<()> {
+async fn retry_after_pauses_then_stops() -> anyhow::Result<()> {
     let server = LoopbackServer::start(ServerOptions {
         limited_failures: 1,
         retry_after_secs: Some(1),
@@ -305,8 +305,8 @@ async fn retry_after_pauses_retries_stop_and_other_rows_go_on() -> anyhow::Resul
     Ok(())
 }
 
-/// The server's chat responses with 1,000 tokens each, and a pool whose
-/// budget allows 2,000 at once and 1,000 a second after.
+/// Returns server options whose chat responses count 1,000 tokens each, and
+/// a pool whose budget allows 2,000 at once and 1,000 a second after.
 fn token_setup() -> (ServerOptions, Config) {
     let options = ServerOptions {
         prompt_tokens: 700,
@@ -320,7 +320,7 @@ fn token_setup() -> (ServerOptions, Config) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn token_budget_holds_and_a_guest_cannot_report_less() -> anyhow::Result<()> {
+async fn token_budget_ignores_lower_reports() -> anyhow::Result<()> {
     for (plugin, function, extra) in [("web", "chat", true), ("rogue", "chat_underreport", false)] {
         let (options, settings) = token_setup();
         let server = LoopbackServer::start(options).await;
@@ -393,7 +393,7 @@ async fn provider_headers_hold_the_pool_until_their_reset() -> anyhow::Result<()
         json!("echo: x"),
         "the response's content comes back"
     );
-    // Each response says no request remains until 1 s from now.
+    // Each response reports that no request remains until 1 s from now.
     let arrivals = server.arrivals("/v1/chat/completions");
     assert!(
         span(&arrivals) >= Duration::from_millis(1900),
@@ -448,7 +448,7 @@ async fn two_operations_sharing_a_pool_stay_within_it() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn plugin_that_sends_nothing_is_charged_a_request_a_call() -> anyhow::Result<()> {
+async fn silent_plugin_charged_per_call() -> anyhow::Result<()> {
     let settings = config(
         "[pools.\"request-rate:slow\"]\nrequests_per_minute = 600\n[plugins.text]\npool = \"request-rate:slow\"\n",
     );

@@ -217,7 +217,7 @@ impl Catalog {
         &self.pool
     }
 
-    /// The resource pools of this process.
+    /// Returns the resource pools of this process.
     pub fn pools(&self) -> &Pools {
         &self.pools
     }

@@ -609,7 +609,7 @@ impl Catalog {
         Ok(done.rows_affected() > 0)
     }
 
-    /// The host patterns granted to `plugin`.
+    /// Returns the host patterns granted to `plugin`.
     ///
     /// # Errors
     ///
@@ -734,7 +734,7 @@ impl Catalog {
             .or_else(|| sends_requests.then(|| format!("{REQUEST_RATE_PREFIX}{}", entry.name)))
     }
 
-    /// What a version may reach and the pool of each of its functions, as
+    /// Returns what a version may reach and the pool of each of its functions, as
     /// [`Catalog::pool_name`] picks them.
     async fn outbound(
         &self,
@@ -764,8 +764,8 @@ impl Catalog {
     }
 }
 
-/// Whether a plugin that declares `declared` outbound hosts asks for
-/// `pattern`: it declares `*`, or the pattern itself.
+/// Returns whether a plugin that declares `declared` outbound hosts
+/// requests `pattern`: it declares `*`, or the pattern itself.
 fn asks_for_host(declared: &[String], pattern: &HostPattern) -> bool {
     declared.iter().any(|host| {
         host == "*"

@@ -11,9 +11,9 @@
 //! processes whose leases follow one another never spend more than the
 //! rate together, even when one of them falls behind.
 //!
-//! Tokens are charged after the response, when they are known: a pool with
-//! `tokens_per_minute` holds requests while the tokens already charged run
-//! ahead of its budget, in the manner of a GCRA whose cost comes late.
+//! Tokens are charged after the response, when they are known. A pool with
+//! `tokens_per_minute` delays requests while the tokens already charged run
+//! ahead of its budget, as a GCRA whose cost is charged late.
 
 pub mod store;
 
@@ -45,7 +45,7 @@ pub enum PoolError {
     Denied {
         /// The pool.
         pool: String,
-        /// Where the denial is configured.
+        /// The file or variable that sets the denial.
         origin: String,
     },
     /// The pool's shared state could not be reached.
@@ -58,8 +58,8 @@ pub enum PoolError {
     },
 }
 
-/// What a process has counted of one pool since it last wrote the counts
-/// to Postgres.
+/// The counts of one pool in this process since they were last written to
+/// Postgres.
 #[derive(Debug, Default)]
 pub(crate) struct PoolCounters {
     pub requests: AtomicU64,
@@ -71,7 +71,7 @@ pub(crate) struct PoolCounters {
 }
 
 impl PoolCounters {
-    /// The counters, in the order of `sandtable.pool_stats`.
+    /// Returns the counters, in the order of `sandtable.pool_stats`.
     fn all(&self) -> [&AtomicU64; 6] {
         [
             &self.requests,
@@ -186,17 +186,17 @@ impl Pool {
         }
     }
 
-    /// The pool's name, such as `request-rate:my_service`.
+    /// Returns the pool's name, such as `request-rate:my_service`.
     pub fn name(&self) -> &str {
         &self.name
     }
 
-    /// The tenant the pool belongs to.
+    /// Returns the tenant the pool belongs to.
     pub fn tenant(&self) -> &str {
         &self.tenant
     }
 
-    /// The limits in force.
+    /// Returns the limits in force.
     pub fn spec(&self) -> &PoolSpec {
         &self.spec
     }
@@ -358,7 +358,7 @@ impl Pool {
     }
 
     /// Pauses the pool for `duration`, for every caller in every process,
-    /// as a `Retry-After` response asks.
+    /// as a `Retry-After` response requests.
     pub async fn pause(&self, duration: Duration) {
         let until = Instant::now() + duration;
         {
@@ -400,7 +400,7 @@ impl Pool {
         else {
             return;
         };
-        // One charge holds the pool for a day at most, whatever it counts.
+        // One charge delays the pool by a day at most, whatever it counts.
         let cost_us = token_cost_us(tokens, rate).min(86_400_000_000);
         match &self.store {
             Some(store) => match store.charge_tokens(self, cost_us).await {
@@ -477,8 +477,8 @@ pub(crate) fn add_saturating(counter: &AtomicU64, value: u64) {
     });
 }
 
-/// The time, in microseconds, that `tokens` take to refill at `rate` a
-/// minute.
+/// Returns the time, in microseconds, that `tokens` take to refill at
+/// `rate` a minute.
 fn token_cost_us(tokens: u64, rate: u64) -> i64 {
     let cost = u128::from(tokens) * 60_000_000 / u128::from(rate.max(1));
     cost.min(i64::MAX as u128) as i64
@@ -515,7 +515,7 @@ impl Pools {
         }
     }
 
-    /// The configuration the pools come from.
+    /// Returns the configuration the pools come from.
     pub fn config(&self) -> &Arc<Config> {
         &self.inner.config
     }

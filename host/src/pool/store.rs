@@ -165,7 +165,7 @@ pub struct PoolSummary {
     pub burst: i32,
     /// The token budget, if any.
     pub tokens_per_minute: Option<i64>,
-    /// Where the limits come from.
+    /// The source of the limits.
     pub origin: String,
     /// Requests in the current minute of the clock.
     pub requests_this_minute: i64,
@@ -187,7 +187,7 @@ pub struct PoolSummary {
 }
 
 impl PoolSummary {
-    /// A pool that no process used yet.
+    /// Returns the summary of a pool that no process used yet.
     pub fn unused(name: &str) -> Self {
         PoolSummary {
             name: name.to_owned(),
@@ -208,7 +208,7 @@ impl PoolSummary {
 }
 
 impl PoolStore {
-    /// Every pool of a tenant that any process used, with its counts over
+    /// Lists every pool of a tenant that any process used, with its counts over
     /// the last `minutes` minutes.
     ///
     /// # Errors

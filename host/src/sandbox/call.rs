@@ -273,7 +273,7 @@ impl UdfEngine {
             });
 
         // A plugin that cannot send requests is charged one request a call,
-        // before it takes a slot, so that waiting holds no instance.
+        // before it takes a slot, so that a waiting call occupies no instance.
         if let Some(pool) = pool.filter(|_| !sends_requests) {
             let waited = pool.acquire_blocking().map_err(|error| CallError::Host {
                 function: job.function.name.clone(),
@@ -593,7 +593,7 @@ impl UdfEngine {
     }
 }
 
-/// The epoch ticks that cover `duration`, at least 1.
+/// Returns the epoch ticks that cover `duration`, at least 1.
 fn ticks_for(duration: Duration, tick: Duration) -> u64 {
     let tick = tick.as_nanos().max(1);
     (duration.as_nanos().div_ceil(tick) as u64).max(1)

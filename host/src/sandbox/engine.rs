@@ -118,7 +118,7 @@ pub(crate) struct EngineInner {
     pub cache: Option<CompiledCache>,
     pub slots: Slots,
     /// The slots that calls of plugins with outbound access may hold, a
-    /// share of [`EngineInner::slots`], so that calls waiting on answers
+    /// share of [`EngineInner::slots`], so that calls waiting on responses
     /// or pools never hold every slot.
     pub outbound_slots: Slots,
     pub warm: WarmPool,

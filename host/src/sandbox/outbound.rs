@@ -40,7 +40,7 @@ pub struct HostPattern {
 }
 
 impl HostPattern {
-    /// Whether a request to `host` on `port` matches.
+    /// Returns whether a request to `host` on `port` matches.
     pub fn matches(&self, host: &str, port: u16) -> bool {
         if self.port.is_some_and(|allowed| allowed != port) {
             return false;
@@ -146,7 +146,7 @@ impl fmt::Display for HostPattern {
     }
 }
 
-/// What a plugin may reach and which pools it is charged to: the operator's
+/// The reach of a plugin and the pools it is charged to: the operator's
 /// allow-list, the HTTP settings, and the pool of each function.
 #[derive(Debug, Clone, Default)]
 pub struct Outbound {
@@ -159,13 +159,13 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    /// Whether the allow-list admits `host` on `port`.
+    /// Returns whether the allow-list admits `host` on `port`.
     pub fn allows(&self, host: &str, port: u16) -> bool {
         self.hosts.iter().any(|pattern| pattern.matches(host, port))
     }
 }
 
-/// What one outbound request did: one record for each request a guest
+/// The record of one outbound request: one for each request a guest
 /// makes, its retries included.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
@@ -201,7 +201,7 @@ pub struct RequestRecord {
     /// `ok`, `denied`, `throttled` (a 429 or 503 after the last retry) or
     /// `failed`.
     pub outcome: String,
-    /// Why the request was refused or failed.
+    /// The reason the request was rejected or failed.
     pub error: Option<String>,
 }
 
@@ -232,7 +232,7 @@ impl RequestRecord {
     }
 }
 
-/// What the requests of one call add up to.
+/// The totals of the requests of one call.
 #[derive(Debug, Default)]
 pub(crate) struct CallRequests {
     pub requests: AtomicU32,
@@ -594,7 +594,7 @@ impl Sender {
                     header_text(&answer.parts.headers, &format!("x-ratelimit-reset-{kind}"))
                         .and_then(parse_reset)
             {
-                // As with `Retry-After`, no server holds a pool longer than
+                // As with `Retry-After`, no server pauses a pool longer than
                 // the operator allows.
                 let reset = reset.min(self.outbound.settings.max_retry_after);
                 pool.hold_until(Instant::now() + reset);
@@ -637,7 +637,7 @@ async fn attempt_once(
         |asked: Option<Duration>, limit: Duration| Some(asked.map_or(limit, |d| d.min(limit)));
     // The host's own `timeout_ms` bounds the whole attempt and names the
     // setting when it fires, so the client's timeouts apply only when the
-    // guest asks for shorter ones.
+    // guest requests shorter ones.
     let options = RequestOptions {
         connect_timeout: cap(guest.connect_timeout, settings.connect_timeout),
         first_byte_timeout: cap(guest.first_byte_timeout, settings.timeout * 2),
@@ -793,7 +793,8 @@ mod tests {
         assert!(!p.matches("badexample.com", 443));
         assert!(!p.matches("api.example.com", 80));
         let any_port = pattern("127.0.0.1:*");
-        assert!(any_port.matches("127.0.0.1", 1) && any_port.matches("127.0.0.1", 65535));
+        assert!(any_port.matches("127.0.0.1", 1));
+        assert!(any_port.matches("127.0.0.1", 65535));
         assert!(pattern("[::1]:80").matches("[::1]", 80));
     }
 

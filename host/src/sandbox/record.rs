@@ -53,7 +53,7 @@ pub struct CallRecord {
     /// The outbound requests the call sent, retries included.
     pub requests: u32,
     /// Tokens charged for the call: the larger of those the host counted
-    /// from answers and those the guest reported.
+    /// from responses and those the guest reported.
     pub tokens: u64,
     /// `ok` or the fault class.
     pub outcome: String,

@@ -137,7 +137,7 @@ impl StoreState {
         Some(self.deadline? + self.requests.call.pool_wait())
     }
 
-    /// The requests of the current call.
+    /// Returns the requests of the current call.
     pub fn call_requests(&self) -> &Arc<CallRequests> {
         &self.requests.call
     }
@@ -274,8 +274,8 @@ impl HasData for LogImport {
 }
 
 /// Adds the host's imports to `linker`: `log`, `usage`, the WASI interfaces
-/// a guest may use, and `wasi:http`, whose requests go only where the
-/// plugin's allow-list says. `wasi:sockets` is left out, so a component
+/// a guest may use, and `wasi:http`, whose requests go only to the hosts on
+/// the plugin's allow-list. `wasi:sockets` is left out, so a component
 /// importing it fails at load with the import named.
 pub(crate) fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
     log::add_to_linker::<StoreState, LogImport>(linker, |state| state)?;
