@@ -1,5 +1,6 @@
 //! The `sandtable` command line: a thin layer over the library.
 
+mod index;
 mod plugin;
 mod pool;
 mod present;
@@ -63,6 +64,11 @@ enum Command {
     /// Take, list and drop snapshots of table versions.
     #[command(subcommand)]
     Snapshot(table::SnapshotCommand),
+    /// Add, list and drop embedding indexes.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Find the rows nearest to a text or vector in an embedding index.
+    Search(index::SearchArgs),
     /// List resource pools: their rates, use and waits, from every process.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
@@ -134,6 +140,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delete(args) => table::run_delete(args, &Env::new(config)).await,
         Command::Select(args) => table::run_select(args, &Env::new(config)).await,
         Command::Snapshot(command) => table::run_snapshot(command, &Env::new(config)).await,
+        Command::Index(command) => index::run_index(command, &Env::new(config)).await,
+        Command::Search(args) => index::run_search(args, &Env::new(config)).await,
     }
 }
 

@@ -132,11 +132,11 @@ pub(crate) struct WriteArgs {
     workers: Option<usize>,
     /// Print the result as JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 impl WriteArgs {
-    fn options(&self) -> anyhow::Result<WriteOptions> {
+    pub(super) fn options(&self) -> anyhow::Result<WriteOptions> {
         let mut options = WriteOptions {
             on_error: self.on_error,
             ..WriteOptions::default()
@@ -257,14 +257,14 @@ pub(crate) struct RecomputeArgs {
     write: WriteArgs,
 }
 
-async fn open(env: &Env) -> anyhow::Result<Tables> {
+pub(super) async fn open(env: &Env) -> anyhow::Result<Tables> {
     let engine = env.engine()?;
     let (catalog, tenant) = env.catalog().await?;
     Ok(Tables::new(catalog, engine, tenant))
 }
 
 /// Flushes the call statistics of the engine the tables used.
-async fn flush(tables: &Tables) -> anyhow::Result<()> {
+pub(super) async fn flush(tables: &Tables) -> anyhow::Result<()> {
     tables.catalog().flush_stats(tables.engine()).await?;
     Ok(())
 }
@@ -610,35 +610,11 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
             let mut rows: Vec<Vec<String>> = Vec::new();
             let (source, count) = tables
                 .select_each(&args.source, &query, |_, columns| {
-                    for row in 0..columns.first().map_or(0, Column::len) {
-                        // A terminal would act on control characters in a
-                        // value, so they are shown escaped.
-                        rows.push(
-                            columns
-                                .iter()
-                                .map(|c| match cell_text(c, row) {
-                                    Some(text) => escape_for_display(&text, usize::MAX),
-                                    None => "null".into(),
-                                })
-                                .collect(),
-                        );
-                    }
+                    push_display_rows(&mut rows, columns);
                     Ok(())
                 })
                 .await?;
-            let header: Vec<String> = source
-                .columns
-                .iter()
-                .map(|c| escape_for_display(&c.name, usize::MAX))
-                .collect();
-            let mut table = comfy_table::Table::new();
-            table
-                .load_preset(comfy_table::presets::NOTHING)
-                .set_header(header);
-            for row in rows {
-                table.add_row(row);
-            }
-            writeln!(out, "{table}")?;
+            writeln!(out, "{}", display_table(&source.columns, rows))?;
             writeln!(out, "({count} {})", if count == 1 { "row" } else { "rows" })?;
         }
         SelectFormat::Json => {
@@ -692,7 +668,42 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
     Ok(())
 }
 
-fn write_json_rows(
+/// Appends the rows of `columns` as cell texts for a terminal, which would
+/// act on control characters in a value, so they are shown escaped.
+pub(super) fn push_display_rows(rows: &mut Vec<Vec<String>>, columns: &[Column]) {
+    for row in 0..columns.first().map_or(0, Column::len) {
+        rows.push(
+            columns
+                .iter()
+                .map(|c| match cell_text(c, row) {
+                    Some(text) => escape_for_display(&text, usize::MAX),
+                    None => "null".into(),
+                })
+                .collect(),
+        );
+    }
+}
+
+/// Lays out rows under the names of `columns`, aligned.
+pub(super) fn display_table(
+    columns: &[OutputColumn],
+    rows: Vec<Vec<String>>,
+) -> comfy_table::Table {
+    let header: Vec<String> = columns
+        .iter()
+        .map(|c| escape_for_display(&c.name, usize::MAX))
+        .collect();
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header);
+    for row in rows {
+        table.add_row(row);
+    }
+    table
+}
+
+pub(super) fn write_json_rows(
     out: &mut impl Write,
     names: &[OutputColumn],
     columns: &[Column],
@@ -741,11 +752,11 @@ fn print_summary(summary: &WriteSummary, as_json: bool, what: &str) {
 }
 
 /// `1 row`, `2 rows`.
-fn count(n: u64, one: &str, many: &str) -> String {
+pub(super) fn count(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn failed_cells(count: u64) -> String {
+pub(super) fn failed_cells(count: u64) -> String {
     match count {
         0 => String::new(),
         1 => " (1 cell failed and holds its error)".into(),
@@ -771,10 +782,10 @@ fn progress_bar(length: Option<u64>) -> ProgressBar {
 }
 
 /// A progress bar over rows, shown on a terminal only.
-struct RowProgress(ProgressBar);
+pub(super) struct RowProgress(pub(super) ProgressBar);
 
 impl RowProgress {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         if std::io::stderr().is_terminal() {
             RowProgress(
                 ProgressBar::new(0).with_style(

@@ -158,7 +158,8 @@ impl UdfEngine {
                 self.run_isolated(&job, &gathered, live.len(), &mut records, &mut requests)?
             }
         };
-        let (column, errors) = assemble(&function.returns, rows, live.as_deref(), segments);
+        let (mut column, mut errors) = assemble(&function.returns, rows, live.as_deref(), segments);
+        fail_non_finite_vectors(&mut column, &mut errors);
         Ok(BatchOutput {
             column,
             errors,
@@ -852,6 +853,43 @@ fn assemble(
     }
     fill_nulls_until(&mut builder, &mut next_row, rows);
     (builder.finish(), errors)
+}
+
+/// Makes each vector that holds NaN or an infinity a failed cell: pgvector
+/// stores only finite elements, and no distance to such a vector has a
+/// meaning.
+fn fail_non_finite_vectors(column: &mut Column, errors: &mut Vec<CellError>) {
+    let types::Values::Vector(vectors) = &column.values else {
+        return;
+    };
+    let dimension = vectors.dimension as usize;
+    if dimension == 0 {
+        return;
+    }
+    let mut failed = Vec::new();
+    for (row, vector) in vectors.data.chunks_exact(dimension).enumerate() {
+        if column.is_null(row) {
+            continue;
+        }
+        if let Some((element, value)) = vector.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            failed.push(CellError {
+                row,
+                class: FaultClass::InvalidOutput,
+                message: format!(
+                    "the guest returned a vector with {value} at element {element}; vector \
+                     elements must be finite numbers"
+                ),
+            });
+        }
+    }
+    if failed.is_empty() {
+        return;
+    }
+    for error in &failed {
+        column.set_null(error.row);
+    }
+    errors.extend(failed);
+    errors.sort_by_key(|error| error.row);
 }
 
 /// Appends nulls until the builder reaches row `end`.

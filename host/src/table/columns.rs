@@ -24,6 +24,7 @@ use super::compute::{
 use super::error::{Result, TableError};
 use super::expr::{Call, CellPart, Expr, parse_assignment, parse_expr, parse_predicate};
 use super::filter::{Bind, FilterBuilder, bind_all};
+use super::index::NewIndex;
 use super::insert::{
     ComputedPlans, compute_into, copy_statement, count_failures, encode_rows, first_failure,
 };
@@ -96,6 +97,22 @@ impl Tables {
     ) -> Result<ColumnAdded> {
         check_name("column", name)?;
         let expr = parse_expr(expression)?;
+        self.add_column_with(table, name, &expr, None, options, progress)
+            .await
+    }
+
+    /// Adds computed column `name = expr` as [`Tables::add_computed_column`]
+    /// does, and with `index`, an HNSW index over it, built once the column
+    /// is filled, in the same write.
+    pub(super) async fn add_column_with(
+        &self,
+        table: &str,
+        name: &str,
+        expr: &Expr,
+        index: Option<&NewIndex>,
+        options: &WriteOptions,
+        progress: &dyn Progress,
+    ) -> Result<ColumnAdded> {
         let mut write =
             write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Writes).await?;
         write.wait_turn().await?;
@@ -106,9 +123,12 @@ impl Tables {
         }
         let mut plugins = PluginSet::default();
         plugins
-            .load_for(&self.catalog, &self.engine, &self.tenant, &expr)
+            .load_for(&self.catalog, &self.engine, &self.tenant, expr)
             .await?;
-        let (_, data_type, pinned) = bind(&expr, &write.schema, &plugins)?;
+        let (_, data_type, pinned) = bind(expr, &write.schema, &plugins)?;
+        if let Some(index) = index {
+            index.check(&pinned, &data_type)?;
+        }
         if matches!(data_type, DataType::Vector(_)) {
             ensure_vector_extension(&mut write.tx).await?;
         }
@@ -127,6 +147,10 @@ impl Tables {
         .await?;
         let _ = position;
         insert_spec(&mut write, column_id, &pinned).await?;
+        let index_id = match index {
+            Some(index) => Some(index.record(&mut write, column_id).await?),
+            None => None,
+        };
         // Reads of the table go on while the cells are computed; the column
         // is added to the Postgres table only to store them.
         let alter = format!(
@@ -143,6 +167,7 @@ impl Tables {
             .position(|c| c.id == column_id)
             .expect("the new column is in the schema");
         let (plan, _, _) = bind(&pinned, &schema, &plugins)?;
+        let plan = plan.for_column(&schema.columns[position]);
         let mut read = BTreeSet::new();
         referenced_columns(&pinned, &mut read);
         let read = positions(&schema, &read);
@@ -162,13 +187,31 @@ impl Tables {
             rows_changed: rows as i64,
             ..Changes::default()
         };
-        let detail = serde_json::json!({ "column": name, "expression": pinned.to_string() });
-        let version = write.commit("add_column", &changes, detail).await?;
+        let (operation, detail) = match (index, index_id) {
+            (Some(index), Some(index_id)) => {
+                index.build(&mut write, index_id, column_id).await?;
+                (
+                    "add_index",
+                    serde_json::json!({
+                        "index": index.name,
+                        "column": name,
+                        "expression": pinned.to_string(),
+                        "metric": index.metric.as_str(),
+                    }),
+                )
+            }
+            _ => (
+                "add_column",
+                serde_json::json!({ "column": name, "expression": pinned.to_string() }),
+            ),
+        };
+        let version = write.commit(operation, &changes, detail).await?;
         tracing::info!(
             target: "sandtable::table",
             tenant = %self.tenant.name,
             table,
             column = name,
+            index = index.map(|index| index.name.as_str()),
             version,
             rows,
             cell_errors,
@@ -805,10 +848,8 @@ fn positions(schema: &TableSchema, names: &BTreeSet<String>) -> Vec<usize> {
 
 /// The batch size of the function a plan calls first.
 fn batch_rows_of(plan: &Plan) -> usize {
-    match plan {
-        Plan::Call(call) => call.batch_size(),
-        _ => super::insert::INSERT_BATCH_ROWS,
-    }
+    plan.root_call()
+        .map_or(super::insert::INSERT_BATCH_ROWS, |call| call.batch_size())
 }
 
 /// `expr` with every plugin unpinned (to its latest version), or, given a

@@ -130,6 +130,30 @@ pub(crate) enum Plan {
     Literal(Column),
     /// A call.
     Call(Arc<BoundCall>),
+    /// A plan whose zero vectors are failed cells, for a column that a
+    /// cosine index covers: a zero vector has no direction to compare.
+    NonZero(Box<Plan>),
+}
+
+impl Plan {
+    /// The plan that computes `column`: this one, or for a column that
+    /// needs a direction, this one with zero vectors failed.
+    pub(crate) fn for_column(self, column: &ColumnInfo) -> Plan {
+        if column.direction_required {
+            Plan::NonZero(Box::new(self))
+        } else {
+            self
+        }
+    }
+
+    /// The call at the plan's root, if it is one.
+    pub(crate) fn root_call(&self) -> Option<&BoundCall> {
+        match self {
+            Plan::Call(call) => Some(call),
+            Plan::NonZero(inner) => inner.root_call(),
+            Plan::Input { .. } | Plan::Literal(_) => None,
+        }
+    }
 }
 
 pub(crate) struct BoundCall {
@@ -307,6 +331,51 @@ pub(crate) fn evaluate(engine: &UdfEngine, plan: &Plan, batch: &Batch) -> Result
         }
         Plan::Literal(single) => Ok(Cells::plain(repeat(single, batch.rows))),
         Plan::Call(call) => evaluate_call(engine, call, batch),
+        Plan::NonZero(inner) => {
+            let mut cells = evaluate(engine, inner, batch)?;
+            fail_zero_vectors(&mut cells, inner);
+            Ok(cells)
+        }
+    }
+}
+
+/// Makes every zero vector of `cells` a failed cell.
+fn fail_zero_vectors(cells: &mut Cells, plan: &Plan) {
+    let crate::sandbox::types::Values::Vector(vectors) = &cells.values.values else {
+        return;
+    };
+    let dimension = vectors.dimension as usize;
+    if dimension == 0 {
+        return;
+    }
+    let zero: Vec<usize> = vectors
+        .data
+        .chunks_exact(dimension)
+        .enumerate()
+        .filter(|(row, vector)| !cells.values.is_null(*row) && vector.iter().all(|v| *v == 0.0))
+        .map(|(row, _)| row)
+        .collect();
+    if zero.is_empty() {
+        return;
+    }
+    let call = plan.root_call().map_or_else(
+        || "the expression".to_owned(),
+        |call| format!("{}.{}", call.plugin.reference, call.function),
+    );
+    if cells.errors.is_empty() {
+        cells.errors = vec![None; cells.len()];
+    }
+    for row in zero {
+        cells.values.set_null(row);
+        cells.errors[row] = Some(CellFailure {
+            error_type: crate::sandbox::FaultClass::InvalidOutput
+                .as_str()
+                .to_owned(),
+            message: format!(
+                "{call}: returned a zero vector, which has no direction, so a cosine index \
+                 cannot compare it; return a non-zero vector, or index with --metric l2 or ip"
+            ),
+        });
     }
 }
 

@@ -194,7 +194,7 @@ impl Tables {
                 .load_for(&self.catalog, &self.engine, &self.tenant, &spec.expression)
                 .await?;
             let (plan, _, _) = bind(&spec.expression, schema, &plugins)?;
-            plans.push((position, plan));
+            plans.push((position, plan.for_column(column)));
         }
         Ok(Arc::new(plans))
     }

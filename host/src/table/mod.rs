@@ -13,6 +13,7 @@ mod compute;
 mod error;
 pub mod expr;
 mod filter;
+mod index;
 pub mod input;
 mod insert;
 mod schema;
@@ -25,6 +26,9 @@ mod write;
 pub use cells::{CellFailure, Cells};
 pub use columns::ColumnAdded;
 pub use error::{Result, TableError};
+pub use index::{
+    IndexAdded, IndexInfo, MAX_SEARCH_ROWS, Metric, SearchInput, SearchQuery, SearchResult,
+};
 pub use insert::INSERT_BATCH_ROWS;
 pub use schema::{
     ColumnInfo, ComputedSpec, MAX_NAME_CHARS, TableSchema, check_name, parse_data_type,

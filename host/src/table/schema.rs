@@ -139,6 +139,10 @@ pub struct ColumnInfo {
     pub computed: Option<ComputedSpec>,
     /// The write that added the column.
     pub added_write: i64,
+    /// Whether a cosine index covers the column, so that a zero vector,
+    /// which has no direction, is a failed cell.
+    #[serde(skip)]
+    pub direction_required: bool,
 }
 
 /// Writes a column type in its text form, such as `vector(3)`.
@@ -246,12 +250,18 @@ pub(crate) async fn load_schema(
 ) -> Result<TableSchema> {
     let rows = sqlx::query(
         "SELECT c.id, c.name, c.position, c.data_type, c.computed, c.added_write, \
-                s.expression, s.write_from \
+                s.expression, s.write_from, \
+                EXISTS (SELECT 1 FROM sandtable.indexes i \
+                        WHERE i.column_id = c.id AND i.metric = 'cosine' \
+                          AND i.added_write <= $2 \
+                          AND ($2 < i.dropped_write OR i.dropped_write = 9223372036854775807)) \
+                AS direction_required \
          FROM sandtable.columns c \
          LEFT JOIN sandtable.column_specs s \
            ON s.column_id = c.id AND s.write_from <= $2 \
           AND ($2 < s.write_to OR s.write_to = 9223372036854775807) \
          WHERE c.table_id = $1 AND c.added_write <= $2 \
+           AND ($2 < c.dropped_write OR c.dropped_write = 9223372036854775807) \
          ORDER BY c.position",
     )
     .bind(table_id)
@@ -285,6 +295,7 @@ pub(crate) async fn load_schema(
             id: row.try_get("id")?,
             position: row.try_get("position")?,
             added_write: row.try_get("added_write")?,
+            direction_required: row.try_get("direction_required")?,
             name,
             data_type,
             computed,

@@ -196,17 +196,7 @@ impl Tables {
         )
         .await?;
 
-        let mut references: Vec<ColumnRef> = match columns {
-            Some(columns) => columns,
-            None => schema
-                .columns
-                .iter()
-                .map(|c| ColumnRef {
-                    name: c.name.clone(),
-                    part: CellPart::Value,
-                })
-                .collect(),
-        };
+        let mut references = columns.unwrap_or_else(|| every_column(&schema));
         let mut conditions = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
         if let Some(name) = &query.errors {
@@ -235,37 +225,13 @@ impl Tables {
         let w = binds.len();
         conditions.push(format!("_v_min <= ${w} AND _v_max > ${w}"));
 
-        for (i, reference) in references.iter().enumerate() {
-            if references[..i].contains(reference) {
-                return Err(TableError::Invalid(format!(
-                    "`{reference}` is listed twice in --columns; list each column once"
-                )));
-            }
-        }
         if query.descending && order.is_none() {
             return Err(TableError::Invalid(
                 "--desc reverses the order of --order-by COLUMN; give the column to order by"
                     .into(),
             ));
         }
-        let mut output = Vec::with_capacity(references.len());
-        let mut select = Vec::with_capacity(references.len());
-        for reference in &references {
-            let column = schema.resolve(reference)?;
-            let (sql, data_type) = match reference.part {
-                CellPart::Value => (value_select(column, None), column.data_type),
-                part => (column.sql(part), DataType::String),
-            };
-            select.push(sql);
-            // Output names are the names as stored, without the quotes an
-            // expression would need.
-            let name = match reference.part {
-                CellPart::Value => reference.name.clone(),
-                CellPart::ErrorType => format!("{}.errortype", reference.name),
-                CellPart::ErrorMsg => format!("{}.errormsg", reference.name),
-            };
-            output.push(OutputColumn { name, data_type });
-        }
+        let (output, mut select) = select_list(&schema, &references)?;
         if select.is_empty() {
             select.push("NULL".into());
         }
@@ -387,7 +353,57 @@ impl Tables {
     }
 }
 
-fn new_builders(output: &[OutputColumn]) -> Vec<ColumnBuilder> {
+/// References to the value of every column of `schema`, in table order.
+pub(crate) fn every_column(schema: &TableSchema) -> Vec<ColumnRef> {
+    schema
+        .columns
+        .iter()
+        .map(|c| ColumnRef {
+            name: c.name.clone(),
+            part: CellPart::Value,
+        })
+        .collect()
+}
+
+/// The output columns of `references` and the SQL that reads each, in the
+/// form [`decode_value`] decodes.
+///
+/// # Errors
+///
+/// Returns [`TableError::NotFound`] for an unknown column and
+/// [`TableError::Invalid`] for a reference listed twice or an error part of
+/// a column that is not computed.
+pub(crate) fn select_list(
+    schema: &TableSchema,
+    references: &[ColumnRef],
+) -> Result<(Vec<OutputColumn>, Vec<String>)> {
+    let mut output = Vec::with_capacity(references.len());
+    let mut select = Vec::with_capacity(references.len());
+    for (i, reference) in references.iter().enumerate() {
+        if references[..i].contains(reference) {
+            return Err(TableError::Invalid(format!(
+                "`{reference}` is listed twice in --columns; list each column once"
+            )));
+        }
+        let column = schema.resolve(reference)?;
+        let (sql, data_type) = match reference.part {
+            CellPart::Value => (value_select(column, None), column.data_type),
+            part => (column.sql(part), DataType::String),
+        };
+        select.push(sql);
+        // Output names are the names as stored, without the quotes an
+        // expression would need.
+        let name = match reference.part {
+            CellPart::Value => reference.name.clone(),
+            CellPart::ErrorType => format!("{}.errortype", reference.name),
+            CellPart::ErrorMsg => format!("{}.errormsg", reference.name),
+        };
+        output.push(OutputColumn { name, data_type });
+    }
+    Ok((output, select))
+}
+
+pub(crate) fn new_builders(output: &[OutputColumn]) -> Vec<ColumnBuilder> {
     output
         .iter()
         .map(|c| ColumnBuilder::new(&c.data_type, SELECT_BATCH_ROWS))

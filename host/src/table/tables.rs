@@ -166,7 +166,8 @@ impl Tables {
         let mut conn = self.catalog.pool().acquire().await?;
         let rows: Vec<(i64, String, i64, i64, String)> = sqlx::query_as(
             "SELECT t.id, t.name, \
-                    (SELECT count(*) FROM sandtable.columns c WHERE c.table_id = t.id), \
+                    (SELECT count(*) FROM sandtable.columns c \
+                     WHERE c.table_id = t.id AND c.dropped_write = 9223372036854775807), \
                     (SELECT max(version) FROM sandtable.table_versions v WHERE v.table_id = t.id), \
                     to_char(t.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
              FROM sandtable.tables t WHERE t.tenant_id = $1 ORDER BY t.name",

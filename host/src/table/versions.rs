@@ -215,6 +215,29 @@ impl Tables {
         .bind(LIVE)
         .execute(&mut *write.tx)
         .await?;
+        // Columns and indexes that the write dropped come back, and so does
+        // each index's HNSW graph, which the drop removed.
+        sqlx::query(
+            "UPDATE sandtable.columns SET dropped_write = $3 WHERE table_id = $1 AND dropped_write = $2",
+        )
+        .bind(table_id)
+        .bind(undone)
+        .bind(LIVE)
+        .execute(&mut *write.tx)
+        .await?;
+        let restored: Vec<(i64, i64, String)> = sqlx::query_as(
+            "UPDATE sandtable.indexes SET dropped_write = $3 \
+             WHERE table_id = $1 AND dropped_write = $2 RETURNING id, column_id, metric",
+        )
+        .bind(table_id)
+        .bind(undone)
+        .bind(LIVE)
+        .fetch_all(&mut *write.tx)
+        .await?;
+        for (index_id, column_id, metric) in restored {
+            super::index::build_hnsw(&mut write, table_id, index_id, column_id, metric.parse()?)
+                .await?;
+        }
         sqlx::query("DELETE FROM sandtable.table_versions WHERE table_id = $1 AND version = $2")
             .bind(table_id)
             .bind(entry.version)

@@ -161,8 +161,32 @@ fn sleep(ms: i64) -> i64 {
     ms
 }
 
+/// Embeds text in 4 dimensions, badly on purpose: `nan` gives a vector with
+/// NaN, `inf` one with an infinity and `zero` the zero vector; other text
+/// gives `[1, length, 0, 0]`.
+#[udf]
+fn bad_vector(s: &str) -> [f32; 4] {
+    match s {
+        "nan" => [1.0, f32::NAN, 0.0, 0.0],
+        "inf" => [f32::INFINITY, 0.0, 0.0, 0.0],
+        "zero" => [0.0; 4],
+        _ => [1.0, s.len() as f32, 0.0, 0.0],
+    }
+}
+
+/// Returns vectors of 3 numbers although it declares 4.
+#[udf(raw, params(s: string), returns = vector(4))]
+fn short_vector(_args: &[Column], rows: u32) -> Result<BatchResult, CallError> {
+    Ok(BatchResult {
+        column: Column::vectors(3, (0..rows).map(|_| [1.0f32, 0.0, 0.0])),
+        errors: Vec::new(),
+    })
+}
+
 sandtable_guest::plugin!(
     functions = [
+        bad_vector,
+        short_vector,
         sleep,
         spin,
         hog,
