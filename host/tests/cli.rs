@@ -600,3 +600,90 @@ fn cli_config_errors_name_key_and_file() {
     let stderr = cli.fails(&["plugin", "grant", "text", "--host", "127.0.0.1:80"]);
     assert!(stderr.contains("does not ask to reach"), "{stderr}");
 }
+
+/// The model that `scripts/setup` puts under `target/models`.
+fn minilm_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/models/all-minilm-l6-v2");
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} has no model.safetensors; run scripts/setup, which downloads all-MiniLM-L6-v2",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn cli_demo_runs_twice_and_its_table_searches() {
+    let cli = Cli::new();
+    let plugins = plugin("text.wasm").parent().unwrap().to_owned();
+    let model = minilm_dir();
+    let demo = [
+        "demo",
+        "--limit",
+        "120",
+        "--plugins",
+        path_str(&plugins),
+        "--model",
+        path_str(&model),
+    ];
+    let first = cli.ok(&demo);
+    for expected in [
+        "added text@1",
+        "added minilm@1",
+        "inserted 110 rows",
+        "added `words` = text@1.word_count(text): 110 rows",
+        "added index `text_embed` = minilm@1.embed(text): embedded 110 fortunes",
+        "\"love and marriage\" in `fortunes`",
+        "`fortunes` has 120 rows; `fortunes_before_more` still has 110",
+        "the snapshot's search for \"a computer program full of bugs\" is unchanged",
+        "refused: ",
+        "minilm@1.embed",
+        "text@1.word_count",
+        "demo finished",
+    ] {
+        assert!(
+            first.contains(expected),
+            "the demo printed no `{expected}`:\n{first}"
+        );
+    }
+    // Three hits for each of the four searches and the snapshot's search.
+    let hits = first
+        .lines()
+        .filter(|line| line.starts_with("  0.") || line.starts_with("  -0."))
+        .count();
+    assert_eq!(hits, 15, "{first}");
+
+    let second = cli.ok(&demo);
+    for expected in [
+        "found stored text@1",
+        "found stored minilm@1",
+        "precompiled",
+        "dropped `fortunes` of an earlier run",
+        "`fortunes` has 120 rows",
+    ] {
+        assert!(
+            second.contains(expected),
+            "the second run printed no `{expected}`:\n{second}"
+        );
+    }
+
+    let found = cli.ok(&["search", "fortunes", "love", "-k", "2", "--format", "json"]);
+    let rows: Vec<Value> = found
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2, "{found}");
+    let similarity = rows[0]["similarity"].as_f64().unwrap();
+    assert!(similarity > 0.0 && similarity <= 1.0, "{found}");
+    assert!(
+        rows[0]["text"].is_string() && rows[0].get("text_embed").is_none(),
+        "{found}"
+    );
+    let listed = cli.ok(&["index", "list", "fortunes"]);
+    assert!(
+        listed.contains("text_embed") && listed.contains("vector(384)"),
+        "{listed}"
+    );
+    let error = cli.fails(&["search", "fortunes", "--vector", "[1, 2]"]);
+    assert!(error.contains("vector(384)"), "{error}");
+}

@@ -25,13 +25,15 @@ impl Catalog {
         for (key, stats) in stats {
             sqlx::query(
                 "INSERT INTO sandtable.function_stats AS s \
-                   (tenant_id, plugin, version, function, minute, calls, rows, guest_us, faults, latency_us_buckets) \
-                 SELECT t.id, $2, $3, $4, date_trunc('minute', now()), $5, $6, $7, $8, $9 \
+                   (tenant_id, plugin, version, function, minute, calls, rows, guest_us, faults, \
+                    latency_us_buckets, fuel) \
+                 SELECT t.id, $2, $3, $4, date_trunc('minute', now()), $5, $6, $7, $8, $9, $10 \
                    FROM sandtable.tenants t WHERE t.name = $1 \
                  ON CONFLICT (tenant_id, plugin, version, function, minute) DO UPDATE SET \
                    calls = s.calls + excluded.calls, \
                    rows = s.rows + excluded.rows, \
                    guest_us = s.guest_us + excluded.guest_us, \
+                   fuel = s.fuel + excluded.fuel, \
                    faults = ARRAY(SELECT a + b FROM unnest(s.faults, excluded.faults) \
                      WITH ORDINALITY AS u(a, b, n) ORDER BY n), \
                    latency_us_buckets = ARRAY(SELECT a + b \
@@ -46,7 +48,14 @@ impl Catalog {
             .bind(stats.rows as i64)
             .bind(stats.guest_us as i64)
             .bind(stats.faults.iter().map(|&n| n as i64).collect::<Vec<_>>())
-            .bind(stats.latency_buckets.iter().map(|&n| n as i64).collect::<Vec<_>>())
+            .bind(
+                stats
+                    .latency_buckets
+                    .iter()
+                    .map(|&n| n as i64)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(i64::try_from(stats.fuel).unwrap_or(i64::MAX))
             .execute(&mut *tx)
             .await?;
         }
@@ -113,7 +122,7 @@ impl Catalog {
         window: Duration,
     ) -> Result<Vec<(FunctionKey, FunctionStats)>, CatalogError> {
         let rows: Vec<StatsRow> = sqlx::query_as(
-            "SELECT plugin, version, function, calls, rows, guest_us, faults, latency_us_buckets \
+            "SELECT plugin, version, function, calls, rows, guest_us, fuel, faults, latency_us_buckets \
                FROM sandtable.function_stats \
               WHERE tenant_id = $1 AND minute >= date_trunc('minute', now() - $2::double precision * interval '1 second')",
         )
@@ -127,6 +136,7 @@ impl Catalog {
                 calls: row.calls as u64,
                 rows: row.rows as u64,
                 guest_us: row.guest_us as u64,
+                fuel: row.fuel as u64,
                 ..FunctionStats::default()
             };
             copy_counts(&mut stats.faults, &row.faults);
@@ -158,6 +168,7 @@ struct StatsRow {
     version: i32,
     function: String,
     calls: i64,
+    fuel: i64,
     rows: i64,
     guest_us: i64,
     faults: Vec<i64>,

@@ -1,5 +1,6 @@
 //! The `sandtable` command line: a thin layer over the library.
 
+mod demo;
 mod index;
 mod plugin;
 mod pool;
@@ -69,6 +70,9 @@ enum Command {
     Index(index::IndexCommand),
     /// Find the rows nearest to a text or vector in an embedding index.
     Search(index::SearchArgs),
+    /// Run the demo: plugins, a table of fortunes, a computed column, a MiniLM
+    /// embedding index, searches, a snapshot and the timing records.
+    Demo(demo::DemoArgs),
     /// List resource pools: their rates, use and waits, from every process.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
@@ -142,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Snapshot(command) => table::run_snapshot(command, &Env::new(config)).await,
         Command::Index(command) => index::run_index(command, &Env::new(config)).await,
         Command::Search(args) => index::run_search(args, &Env::new(config)).await,
+        Command::Demo(args) => demo::run(args, &Env::new(config)).await,
     }
 }
 
@@ -156,6 +161,11 @@ pub(crate) struct Env {
 impl Env {
     fn new((config, settings): (DatabaseConfig, Arc<Config>)) -> Self {
         Env { config, settings }
+    }
+
+    /// The data directory.
+    fn home(&self) -> &std::path::Path {
+        &self.config.home
     }
 
     /// The directory of the compiled-component cache.

@@ -24,6 +24,7 @@ pub(crate) async fn run(env: &Env, minutes: u64, as_json: bool) -> anyhow::Resul
                     "calls": stats.calls,
                     "rows": stats.rows,
                     "guest_us": stats.guest_us,
+                    "fuel": stats.fuel,
                     "faults": FaultClass::ALL
                         .iter()
                         .zip(stats.faults)
@@ -42,7 +43,9 @@ pub(crate) async fn run(env: &Env, minutes: u64, as_json: bool) -> anyhow::Resul
         println!("no calls in the last {minutes} minutes");
         return Ok(());
     }
-    let mut table = super::table(["FUNCTION", "CALLS", "ROWS", "FAULTS", "P50", "P95", "P99"]);
+    let mut table = super::table([
+        "FUNCTION", "CALLS", "ROWS", "FAULTS", "P50", "P95", "P99", "FUEL/ROW",
+    ]);
     let bound =
         |value: Option<u64>| value.map_or_else(|| "slower".to_owned(), |us| format!("<= {us} us"));
     for (key, stats) in &stats {
@@ -64,6 +67,7 @@ pub(crate) async fn run(env: &Env, minutes: u64, as_json: bool) -> anyhow::Resul
             bound(stats.latency_percentile_us(50.0)),
             bound(stats.latency_percentile_us(95.0)),
             bound(stats.latency_percentile_us(99.0)),
+            (stats.fuel / stats.rows.max(1)).to_string(),
         ]);
     }
     println!("{table}");

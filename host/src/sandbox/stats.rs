@@ -44,6 +44,8 @@ pub struct FunctionStats {
     pub faults: [u64; FaultClass::ALL.len()],
     /// Time spent in the guest, summed, in microseconds.
     pub guest_us: u64,
+    /// Fuel used, summed.
+    pub fuel: u64,
     /// Calls by latency, in the buckets of [`LATENCY_BUCKETS_US`].
     pub latency_buckets: [u64; LATENCY_BUCKET_COUNT],
 }
@@ -55,6 +57,7 @@ impl Default for FunctionStats {
             rows: 0,
             faults: [0; FaultClass::ALL.len()],
             guest_us: 0,
+            fuel: 0,
             latency_buckets: [0; LATENCY_BUCKET_COUNT],
         }
     }
@@ -66,6 +69,7 @@ impl FunctionStats {
         self.calls += 1;
         self.rows += record.rows;
         self.guest_us += record.guest_us;
+        self.fuel = self.fuel.saturating_add(record.fuel_used);
         if let Some(index) = FaultClass::ALL
             .iter()
             .position(|class| class.as_str() == record.outcome)
@@ -80,6 +84,7 @@ impl FunctionStats {
         self.calls += other.calls;
         self.rows += other.rows;
         self.guest_us += other.guest_us;
+        self.fuel = self.fuel.saturating_add(other.fuel);
         for (mine, theirs) in self.faults.iter_mut().zip(other.faults) {
             *mine += theirs;
         }
