@@ -116,8 +116,8 @@ pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Resul
                 println!("{}", serde_json::to_string_pretty(&added)?);
             } else {
                 println!(
-                    "added index `{}` ({metric}) on `{table}`: column `{}` {} = {}, computed {}{}; \
-                     version {}",
+                    "added index `{}` ({metric}) on `{table}`: column `{}` {} = {}, computed {}{}, \
+                     graph built in {:.1} s; version {}",
                     added.index,
                     added.index,
                     added.column.data_type,
@@ -128,6 +128,7 @@ pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Resul
                         "rows"
                     ),
                     failed_cells(added.column.summary.cell_errors),
+                    added.column.index_build_ms.unwrap_or_default() as f64 / 1000.0,
                     added.column.summary.version
                 );
             }

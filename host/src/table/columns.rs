@@ -47,6 +47,9 @@ pub struct ColumnAdded {
     pub data_type: String,
     /// The expression, with its plugins pinned.
     pub expression: String,
+    /// For an embedding index, the milliseconds its HNSW build took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_build_ms: Option<u64>,
 }
 
 /// The row ids of a batch read from the table, and the batch computed.
@@ -187,9 +190,12 @@ impl Tables {
             rows_changed: rows as i64,
             ..Changes::default()
         };
+        let mut index_build_ms = None;
         let (operation, detail) = match (index, index_id) {
             (Some(index), Some(index_id)) => {
+                let started = std::time::Instant::now();
                 index.build(&mut write, index_id, column_id).await?;
+                index_build_ms = Some(started.elapsed().as_millis() as u64);
                 (
                     "add_index",
                     serde_json::json!({
@@ -226,6 +232,7 @@ impl Tables {
             },
             data_type: data_type.to_string(),
             expression: pinned.to_string(),
+            index_build_ms,
         })
     }
 

@@ -229,7 +229,6 @@ pub(crate) async fn build_hnsw(
     )))
     .execute(&mut *write.tx)
     .await?;
-    let started = std::time::Instant::now();
     sqlx::query(AssertSqlSafe(format!(
         "CREATE INDEX t_{table_id}_i_{index_id} ON {} USING hnsw (c_{column_id} {})",
         write.schema.sql_table(),
@@ -237,13 +236,6 @@ pub(crate) async fn build_hnsw(
     )))
     .execute(&mut *write.tx)
     .await?;
-    tracing::debug!(
-        target: "sandtable::table",
-        table_id,
-        index_id,
-        build_ms = started.elapsed().as_millis() as u64,
-        "hnsw index built"
-    );
     Ok(())
 }
 
