@@ -8,11 +8,13 @@
 //!   cluster under the data directory.
 //! - [`pool`] rate-limits what plugins send, per tenant and pool, across
 //!   processes; [`config`] reads the operator's `config.toml`.
+//! - [`fortunes`] reads the fortune corpus of the demo and benchmarks.
 //! - [`cli`] is the `sandtable` command, a thin layer over the rest.
 
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod fortunes;
 pub mod pg;
 pub mod pool;
 pub mod sandbox;

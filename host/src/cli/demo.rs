@@ -12,6 +12,7 @@ use clap::Args;
 
 use super::Env;
 use super::table::{RowProgress, count};
+use crate::fortunes::{Fortune, jsonl, read_corpus};
 use crate::sandbox::types::Values;
 use crate::sandbox::{DirectoryGrant, FunctionKey, FunctionStats, escape_for_display};
 use crate::table::input::InputFormat;
@@ -46,7 +47,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = "target/models/all-minilm-l6-v2")]
     model: PathBuf,
     /// The directory of fortune files, one fortune after each `%` line.
-    #[arg(long, default_value = "/usr/share/games/fortunes")]
+    #[arg(long, default_value = crate::fortunes::DEFAULT_DIR)]
     corpus: PathBuf,
     /// Use this many fortunes, taken evenly across the files. Embedding runs
     /// at about 10 fortunes a second on one core, so the whole corpus of
@@ -59,12 +60,6 @@ pub(crate) struct DemoArgs {
     /// How many batches run through plugins at once; the number of CPUs by default.
     #[arg(long)]
     workers: Option<usize>,
-}
-
-/// A fortune: its text and the file it came from.
-struct Fortune {
-    text: String,
-    source: String,
 }
 
 pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
@@ -133,7 +128,12 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
     tables.create_table(TABLE, &columns).await?;
     let step = Instant::now();
     let inserted = tables
-        .insert(TABLE, jsonl(&fortunes), InputFormat::Jsonl, &options)
+        .insert(
+            TABLE,
+            Cursor::new(jsonl(&fortunes)),
+            InputFormat::Jsonl,
+            &options,
+        )
         .await?;
     println!(
         "inserted {} in {:.1} s; version {}",
@@ -206,7 +206,12 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
         snapshot.version
     );
     let more = tables
-        .insert(TABLE, jsonl(&later), InputFormat::Jsonl, &options)
+        .insert(
+            TABLE,
+            Cursor::new(jsonl(&later)),
+            InputFormat::Jsonl,
+            &options,
+        )
         .await?;
     println!(
         "inserted {}, embedded as they went in; version {}",
@@ -252,61 +257,6 @@ fn heading(text: &str) {
     println!("\n== {text}");
 }
 
-/// Reads every fortune of the fortune files in `dir`: the files without an
-/// extension, each fortune ending at a line `%`.
-fn read_corpus(dir: &Path) -> anyhow::Result<Vec<Fortune>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!(
-            "cannot read the corpus directory `{}`; run scripts/setup, which installs Debian's \
-             `fortunes`, or give --corpus DIR",
-            dir.display()
-        )
-    })?;
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_none() && path.is_file() && !path.is_symlink())
-        .collect();
-    files.sort();
-    let mut fortunes = Vec::new();
-    for file in files {
-        let bytes =
-            std::fs::read(&file).with_context(|| format!("cannot read `{}`", file.display()))?;
-        let source = file
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = String::from_utf8_lossy(&bytes);
-        let mut current = String::new();
-        for line in text.lines() {
-            if line == "%" {
-                push_fortune(&mut fortunes, &mut current, &source);
-            } else {
-                current.push_str(line);
-                current.push('\n');
-            }
-        }
-        push_fortune(&mut fortunes, &mut current, &source);
-    }
-    if fortunes.is_empty() {
-        bail!(
-            "no fortunes in `{}`; give --corpus a directory of fortune files",
-            dir.display()
-        );
-    }
-    Ok(fortunes)
-}
-
-fn push_fortune(fortunes: &mut Vec<Fortune>, current: &mut String, source: &str) {
-    let text = current.trim_end();
-    if !text.trim().is_empty() {
-        fortunes.push(Fortune {
-            text: text.to_owned(),
-            source: source.to_owned(),
-        });
-    }
-    current.clear();
-}
-
 /// Keeps `limit` fortunes taken at even steps, so that every file has some.
 fn spread(fortunes: Vec<Fortune>, limit: usize) -> Vec<Fortune> {
     if fortunes.len() <= limit {
@@ -321,21 +271,6 @@ fn spread(fortunes: Vec<Fortune>, limit: usize) -> Vec<Fortune> {
         .filter(|(i, _)| keep.contains(i))
         .map(|(_, fortune)| fortune)
         .collect()
-}
-
-/// The fortunes as JSON Lines, as `insert` reads them.
-fn jsonl(fortunes: &[Fortune]) -> Cursor<Vec<u8>> {
-    let mut text = Vec::new();
-    for fortune in fortunes {
-        let row = serde_json::json!({
-            "text": fortune.text,
-            "source": fortune.source,
-            "length": fortune.text.chars().count(),
-        });
-        text.extend_from_slice(row.to_string().as_bytes());
-        text.push(b'\n');
-    }
-    Cursor::new(text)
 }
 
 /// Adds the component at `path` as plugin `name`, or finds it stored.

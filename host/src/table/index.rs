@@ -286,7 +286,41 @@ pub struct SearchResult {
     pub plan: Option<String>,
 }
 
+/// The most versions a [`VersionCache`] keeps.
+const CACHED_VERSIONS: usize = 256;
+
+/// The schema and indexes of committed table versions, by table id and
+/// write number. A committed version's schema and indexes never change: a
+/// revert removes the version, whose write number is never given out
+/// again, and a table created anew gets a new id.
+#[derive(Default)]
+pub(crate) struct VersionCache {
+    versions: std::sync::Mutex<std::collections::HashMap<(i64, i64), std::sync::Arc<VersionView>>>,
+}
+
+/// What a search reads of one version.
+pub(crate) struct VersionView {
+    schema: TableSchema,
+    indexes: Vec<VisibleIndex>,
+}
+
+impl VersionCache {
+    fn get(&self, key: (i64, i64)) -> Option<std::sync::Arc<VersionView>> {
+        let versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        versions.get(&key).cloned()
+    }
+
+    fn insert(&self, key: (i64, i64), view: std::sync::Arc<VersionView>) {
+        let mut versions = self.versions.lock().unwrap_or_else(|e| e.into_inner());
+        if versions.len() >= CACHED_VERSIONS {
+            versions.clear();
+        }
+        versions.insert(key, view);
+    }
+}
+
 /// An index as one version of a table has it.
+#[derive(Clone)]
 struct VisibleIndex {
     name: String,
     column_id: i64,
@@ -501,25 +535,36 @@ impl Tables {
         // pgvector's default candidate list of 40 reached a recall@10 of
         // 0.94 on 12,000 texts hashed to 64 dimensions; 100 reaches 0.99.
         let ef_search = (query.k * 4).clamp(EF_SEARCH_MIN, 1000);
-        let mut tx = self.catalog.pool().begin().await?;
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-             SET LOCAL hnsw.iterative_scan = relaxed_order; \
-             SET LOCAL hnsw.ef_search = {ef_search}"
-        )))
-        .execute(&mut *tx)
-        .await?;
+        let mut tx = self
+            .catalog
+            .pool()
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                 SET LOCAL hnsw.iterative_scan = relaxed_order; \
+                 SET LOCAL hnsw.ef_search = {ef_search}"
+            )))
+            .await?;
         let resolved = resolve_source(&mut tx, self, source, query.version).await?;
-        let schema = load_schema(
-            &mut tx,
-            &self.tenant,
-            resolved.table_id,
-            &resolved.table,
-            resolved.write_id,
-        )
-        .await?;
-        let index =
-            visible_index(&mut tx, &schema, resolved.write_id, query.index.as_deref()).await?;
+        let key = (resolved.table_id, resolved.write_id);
+        let view = match self.versions.get(key) {
+            Some(view) => view,
+            None => {
+                let schema = load_schema(
+                    &mut tx,
+                    &self.tenant,
+                    resolved.table_id,
+                    &resolved.table,
+                    resolved.write_id,
+                )
+                .await?;
+                let indexes = visible_indexes(&mut tx, schema.id, resolved.write_id).await?;
+                let view = std::sync::Arc::new(VersionView { schema, indexes });
+                self.versions.insert(key, view.clone());
+                view
+            }
+        };
+        let schema = &view.schema;
+        let index = choose_index(schema, &view.indexes, query.index.as_deref())?;
         let position = schema
             .columns
             .iter()
@@ -541,7 +586,7 @@ impl Tables {
             SearchInput::Vector(vector) => (vector.clone(), None),
             SearchInput::Text(text) => {
                 let started = std::time::Instant::now();
-                let vector = self.embed_query(&schema, position, &index, text).await?;
+                let vector = self.embed_query(schema, position, &index, text).await?;
                 (vector, Some(started.elapsed().as_micros() as u64))
             }
         };
@@ -549,11 +594,11 @@ impl Tables {
 
         // By default every column but the index's own vectors.
         let references = columns.unwrap_or_else(|| {
-            let mut references = every_column(&schema);
+            let mut references = every_column(schema);
             references.remove(position);
             references
         });
-        let (mut output, select) = select_list(&schema, &references)?;
+        let (mut output, select) = select_list(schema, &references)?;
         let score_name = if output.iter().any(|c| c.name == index.metric.score_name()) {
             format!("_{}", index.metric.score_name())
         } else {
@@ -569,7 +614,7 @@ impl Tables {
         let mut conditions = Vec::new();
         let mut binds: Vec<Bind> = Vec::new();
         if let Some(predicate) = &predicate {
-            let mut builder = FilterBuilder::new(&schema, binds);
+            let mut builder = FilterBuilder::new(schema, binds);
             conditions.push(builder.sql(predicate)?);
             binds = builder.binds;
         }
@@ -752,58 +797,68 @@ fn embedding_call(embedding: &str, source: &str) -> Result<Expr> {
     }
 }
 
-/// Finds the index named `name`, or the only index, that version `write_id`
-/// of the table has.
-async fn visible_index(
+/// The indexes that version `write_id` of table `table_id` has.
+async fn visible_indexes(
     conn: &mut sqlx::PgConnection,
-    schema: &TableSchema,
+    table_id: i64,
     write_id: i64,
-    name: Option<&str>,
-) -> Result<VisibleIndex> {
+) -> Result<Vec<VisibleIndex>> {
     let rows: Vec<(String, i64, i64, String)> = sqlx::query_as(
         "SELECT name, column_id, source_column, metric FROM sandtable.indexes \
          WHERE table_id = $1 AND added_write <= $2 \
            AND ($2 < dropped_write OR dropped_write = $3) \
          ORDER BY name",
     )
-    .bind(schema.id)
+    .bind(table_id)
     .bind(write_id)
     .bind(LIVE)
     .fetch_all(&mut *conn)
     .await?;
-    let names: Vec<String> = rows.iter().map(|row| row.0.clone()).collect();
-    let found = match name {
-        Some(name) => rows.into_iter().find(|row| row.0 == name).ok_or_else(|| {
-            TableError::NotFound(format!(
-                "table `{}` has no index `{name}` at this version; its indexes are {}",
-                schema.name,
-                list_or_none(&names)
-            ))
-        })?,
-        None => {
-            if rows.len() > 1 {
-                return Err(TableError::Invalid(format!(
-                    "table `{}` has indexes {}; choose one with --index",
+    rows.into_iter()
+        .map(|(name, column_id, source_id, metric)| {
+            Ok(VisibleIndex {
+                name,
+                column_id,
+                source_id,
+                metric: metric.parse()?,
+            })
+        })
+        .collect()
+}
+
+/// Picks the index named `name`, or the only index, of a version.
+fn choose_index(
+    schema: &TableSchema,
+    indexes: &[VisibleIndex],
+    name: Option<&str>,
+) -> Result<VisibleIndex> {
+    let names: Vec<String> = indexes.iter().map(|index| index.name.clone()).collect();
+    match name {
+        Some(name) => indexes
+            .iter()
+            .find(|index| index.name == name)
+            .cloned()
+            .ok_or_else(|| {
+                TableError::NotFound(format!(
+                    "table `{}` has no index `{name}` at this version; its indexes are {}",
                     schema.name,
                     list_or_none(&names)
-                )));
-            }
-            rows.into_iter().next().ok_or_else(|| {
-                TableError::NotFound(format!(
-                    "table `{}` has no index at this version; add one with `sandtable index add \
-                     {} COLUMN --embedding PLUGIN.FUNCTION`",
-                    schema.name, schema.name
                 ))
-            })?
-        }
-    };
-    let (name, column_id, source_id, metric) = found;
-    Ok(VisibleIndex {
-        name,
-        column_id,
-        source_id,
-        metric: metric.parse()?,
-    })
+            }),
+        None => match indexes {
+            [index] => Ok(index.clone()),
+            [] => Err(TableError::NotFound(format!(
+                "table `{}` has no index at this version; add one with `sandtable index add \
+                 {} COLUMN --embedding PLUGIN.FUNCTION`",
+                schema.name, schema.name
+            ))),
+            _ => Err(TableError::Invalid(format!(
+                "table `{}` has indexes {}; choose one with --index",
+                schema.name,
+                list_or_none(&names)
+            ))),
+        },
+    }
 }
 
 /// Checks a query vector against the index: its dimension, finite

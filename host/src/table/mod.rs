@@ -105,6 +105,8 @@ pub struct Tables {
     catalog: Catalog,
     engine: UdfEngine,
     tenant: Tenant,
+    /// What searches read of a committed version, which never changes.
+    versions: std::sync::Arc<index::VersionCache>,
 }
 
 impl Tables {
@@ -114,6 +116,7 @@ impl Tables {
             catalog,
             engine,
             tenant,
+            versions: std::sync::Arc::default(),
         }
     }
 

@@ -71,6 +71,10 @@ pub(crate) struct Resolved {
     pub write_id: i64,
 }
 
+/// A table or snapshot found by name: the table's id and name, the
+/// snapshot's name, and the version and its write number, if there is one.
+type SourceRow = (i64, String, Option<String>, Option<i64>, Option<i64>);
+
 /// Resolves `name`, a table or a snapshot, and for a table the version to
 /// read (the latest by default).
 pub(crate) async fn resolve_source(
@@ -80,76 +84,51 @@ pub(crate) async fn resolve_source(
     version: Option<i64>,
 ) -> Result<Resolved> {
     let tenant = tables.tenant();
-    let table: Option<(i64,)> =
-        sqlx::query_as("SELECT id FROM sandtable.tables WHERE tenant_id = $1 AND name = $2")
-            .bind(tenant.id)
-            .bind(name)
-            .fetch_optional(&mut *conn)
-            .await?;
-    if let Some((table_id,)) = table {
-        let row: Option<(i64, i64)> = match version {
-            None => {
-                sqlx::query_as(
-                    "SELECT version, write_id FROM sandtable.table_versions \
-                     WHERE table_id = $1 ORDER BY version DESC LIMIT 1",
-                )
-                .bind(table_id)
-                .fetch_optional(&mut *conn)
-                .await?
-            }
-            Some(version) => {
-                sqlx::query_as(
-                    "SELECT version, write_id FROM sandtable.table_versions \
-                     WHERE table_id = $1 AND version = $2",
-                )
-                .bind(table_id)
-                .bind(version)
-                .fetch_optional(&mut *conn)
-                .await?
-            }
-        };
-        let (version, write_id) = row.ok_or_else(|| {
-            TableError::NotFound(format!(
-                "table `{name}` has no version {}; `sandtable table history {name}` lists them",
-                version.unwrap_or_default()
-            ))
-        })?;
-        return Ok(Resolved {
-            table_id,
-            table: name.to_owned(),
-            snapshot: None,
-            version,
-            write_id,
-        });
-    }
-    let snapshot: Option<(i64, String, i64, i64)> = sqlx::query_as(
-        "SELECT s.table_id, t.name, s.version, s.write_id \
-         FROM sandtable.snapshots s JOIN sandtable.tables t ON t.id = s.table_id \
-         WHERE s.tenant_id = $1 AND s.name = $2",
+    // Tables and snapshots share one namespace, so at most one row comes
+    // back: a table with the version asked for (or its latest), or a
+    // snapshot.
+    let found: Option<SourceRow> = sqlx::query_as(
+        "SELECT t.id, t.name, NULL::text, v.version, v.write_id \
+           FROM sandtable.tables t \
+           LEFT JOIN LATERAL (SELECT version, write_id FROM sandtable.table_versions \
+                               WHERE table_id = t.id AND ($3::bigint IS NULL OR version = $3) \
+                               ORDER BY version DESC LIMIT 1) v ON true \
+          WHERE t.tenant_id = $1 AND t.name = $2 \
+         UNION ALL \
+         SELECT s.table_id, t.name, s.name, s.version, s.write_id \
+           FROM sandtable.snapshots s JOIN sandtable.tables t ON t.id = s.table_id \
+          WHERE s.tenant_id = $1 AND s.name = $2",
     )
     .bind(tenant.id)
     .bind(name)
+    .bind(version)
     .fetch_optional(&mut *conn)
     .await?;
-    let Some((table_id, table, snapshot_version, write_id)) = snapshot else {
+    let Some((table_id, table, snapshot, found_version, write_id)) = found else {
         return Err(TableError::NotFound(format!(
             "no table or snapshot named `{name}`; `sandtable table list` and `sandtable \
              snapshot list` show them"
         )));
     };
-    if let Some(version) = version
-        && version != snapshot_version
+    let (Some(found_version), Some(write_id)) = (found_version, write_id) else {
+        return Err(TableError::NotFound(format!(
+            "table `{name}` has no version {}; `sandtable table history {name}` lists them",
+            version.unwrap_or_default()
+        )));
+    };
+    if let (Some(_), Some(version)) = (&snapshot, version)
+        && version != found_version
     {
         return Err(TableError::Invalid(format!(
-            "`{name}` is a snapshot of version {snapshot_version} of table `{table}`; leave out \
+            "`{name}` is a snapshot of version {found_version} of table `{table}`; leave out \
              --version {version}, or select from the table"
         )));
     }
     Ok(Resolved {
         table_id,
         table,
-        snapshot: Some(name.to_owned()),
-        version: snapshot_version,
+        snapshot,
+        version: found_version,
         write_id,
     })
 }
