@@ -20,6 +20,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use sandtable::fortunes;
 use sandtable::sandbox::{
     BatchOutput, CallContext, CallRecord, Column, DataType, DirectoryGrant, EngineConfig,
     LoadedPlugin, UdfEngine,
@@ -38,8 +39,6 @@ const ROUNDS: usize = 2;
 
 /// Rows of one call: the batch size that `embed` declares.
 const BATCH_SIZE: usize = 32;
-
-const FORTUNES_DIR: &str = "/usr/share/games/fortunes";
 
 fn main() -> anyhow::Result<()> {
     // SAFETY: the benchmark is single-threaded at this point.
@@ -124,14 +123,17 @@ impl Sandbox<'_> {
 
 /// Compares sentences a second in the sandbox and natively.
 fn throughput(root: &Path, model: &Path, sandbox: &Sandbox<'_>) -> anyhow::Result<()> {
-    let (texts, source) = match fortunes(TEXTS)? {
+    let (texts, source) = match fortune_texts(TEXTS)? {
         Some(texts) => (
             texts,
-            format!("{TEXTS} fortune cookies from {FORTUNES_DIR}"),
+            format!("{TEXTS} fortune cookies from {}", fortunes::DEFAULT_DIR),
         ),
         None => (
             golden_sentences(root)?,
-            format!("the golden sentences ({FORTUNES_DIR} is missing)"),
+            format!(
+                "the golden sentences ({} is missing)",
+                fortunes::DEFAULT_DIR
+            ),
         ),
     };
     let texts_file = tempfile::NamedTempFile::new()?;
@@ -228,34 +230,24 @@ fn limits(sandbox: &Sandbox<'_>) -> anyhow::Result<()> {
 }
 
 /// Returns `count` fortune cookies spread over all of them, or `None` when
-/// the directory is missing.
-fn fortunes(count: usize) -> anyhow::Result<Option<Vec<String>>> {
-    let dir = Path::new(FORTUNES_DIR);
+/// the directory is missing or has fewer.
+fn fortune_texts(count: usize) -> anyhow::Result<Option<Vec<String>>> {
+    let dir = Path::new(fortunes::DEFAULT_DIR);
     if !dir.is_dir() {
         return Ok(None);
     }
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .map(|entry| entry.map(|entry| entry.path()))
-        .collect::<Result<_, _>>()?;
-    // The data files have no extension; `.dat` files are strfile indexes and
-    // `.u8` names are symbolic links to the data files.
-    files.retain(|path| path.extension().is_none() && path.is_file() && !path.is_symlink());
-    files.sort();
-    let mut all = Vec::new();
-    for file in files {
-        let text = String::from_utf8_lossy(&std::fs::read(&file)?).into_owned();
-        all.extend(
-            text.split("\n%\n")
-                .map(str::trim)
-                .filter(|entry| !entry.is_empty() && *entry != "%")
-                .map(str::to_owned),
-        );
-    }
+    let all = fortunes::read_corpus(dir)?;
     if all.len() < count {
         return Ok(None);
     }
     let step = all.len() / count;
-    Ok(Some(all.into_iter().step_by(step).take(count).collect()))
+    Ok(Some(
+        all.into_iter()
+            .step_by(step)
+            .take(count)
+            .map(|fortune| fortune.text)
+            .collect(),
+    ))
 }
 
 fn golden_sentences(root: &Path) -> anyhow::Result<Vec<String>> {
