@@ -38,7 +38,12 @@ pub async fn setup_with(
         .await?
         .with_config(Arc::new(config));
     let tenant = catalog.tenant(DEFAULT_TENANT).await?;
-    let engine = UdfEngine::new(EngineConfig::default())?;
+    // Test binaries share one compiled cache, so that each component is
+    // compiled once a run rather than at every load.
+    let engine = UdfEngine::new(EngineConfig {
+        cache_dir: Some(crate::workspace_root().join("target").join("test-cache")),
+        ..EngineConfig::default()
+    })?;
     let tables = Tables::new(catalog, engine, tenant);
     for (name, file) in plugins {
         add_plugin(&tables, name, file).await?;
