@@ -50,8 +50,8 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value = crate::fortunes::DEFAULT_DIR)]
     corpus: PathBuf,
     /// Use this many fortunes, taken evenly across the files. Embedding runs
-    /// at about 10 fortunes a second on one core, so the whole corpus of
-    /// about 15,000 takes long.
+    /// at 5 to 7 fortunes a second on each core, so the whole corpus of
+    /// about 15,000 takes half an hour on 2 cores.
     #[arg(long, default_value_t = 1500, conflicts_with = "all")]
     limit: usize,
     /// Use every fortune instead of --limit.
