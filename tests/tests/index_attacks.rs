@@ -175,7 +175,6 @@ async fn metrics_score_and_order_known_vectors() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "bug: finite query vectors whose products overflow f32 score inf or NaN"]
 async fn huge_finite_query_vectors_give_finite_scores() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hostile", "hostile.wasm")]).await?;
     word_table(&tables, "t", &["a", "abc"]).await?;
@@ -268,7 +267,6 @@ async fn k_bounds_one_max_and_over() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "bug: after many row versions with equal vectors, search returns fewer than k live rows"]
 async fn many_row_versions_still_return_k_rows() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hash-embed", "hash_embed.wasm")]).await?;
     tables
@@ -361,7 +359,6 @@ async fn index_names_are_checked() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "bug: the score column takes `_similarity` even when a column has that name"]
 async fn score_name_avoids_every_column_name() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hash-embed", "hash_embed.wasm")]).await?;
     tables
@@ -388,7 +385,6 @@ async fn score_name_avoids_every_column_name() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-#[ignore = "bug: a default index name over 128 characters is rejected without naming --name"]
 async fn default_index_name_too_long_names_the_fix() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hash-embed", "hash_embed.wasm")]).await?;
     let source = "s".repeat(125);

@@ -855,9 +855,24 @@ fn assemble(
     (builder.finish(), errors)
 }
 
-/// Makes each vector that holds NaN or an infinity a failed cell: pgvector
-/// stores only finite elements, and no distance to such a vector has a
-/// meaning.
+/// The largest L2 norm of a vector. pgvector computes distances in 32-bit
+/// floats, and between vectors of at most this norm no distance, inner
+/// product or squared norm overflows.
+pub const MAX_VECTOR_NORM: f64 = 1e18;
+
+/// Returns the norm of `vector` when it is over [`MAX_VECTOR_NORM`].
+pub fn oversized_norm(vector: &[f32]) -> Option<f64> {
+    let norm = vector
+        .iter()
+        .map(|v| f64::from(*v) * f64::from(*v))
+        .sum::<f64>()
+        .sqrt();
+    (norm > MAX_VECTOR_NORM).then_some(norm)
+}
+
+/// Makes each vector that holds NaN or an infinity, or whose norm is over
+/// [`MAX_VECTOR_NORM`], a failed cell: pgvector stores only finite
+/// elements, and no distance to such a vector has a meaning.
 fn fail_non_finite_vectors(column: &mut Column, errors: &mut Vec<CellError>) {
     let types::Values::Vector(vectors) = &column.values else {
         return;
@@ -878,6 +893,15 @@ fn fail_non_finite_vectors(column: &mut Column, errors: &mut Vec<CellError>) {
                 message: format!(
                     "the guest returned a vector with {value} at element {element}; vector \
                      elements must be finite numbers"
+                ),
+            });
+        } else if let Some(norm) = oversized_norm(vector) {
+            failed.push(CellError {
+                row,
+                class: FaultClass::InvalidOutput,
+                message: format!(
+                    "the guest returned a vector of norm {norm:e}, over the maximum of \
+                     {MAX_VECTOR_NORM:e}, so distances to it overflow 32-bit floats"
                 ),
             });
         }

@@ -39,7 +39,9 @@ mod warm;
 pub use bindings::{
     LIFECYCLE_INTERFACE, LOG_INTERFACE, TYPES_INTERFACE, UDF_INTERFACE, USAGE_INTERFACE, types,
 };
-pub use call::{BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS};
+pub use call::{
+    BatchOutput, CallContext, CellError, MAX_ISOLATED_ROWS, MAX_VECTOR_NORM, oversized_norm,
+};
 pub use column::ColumnBuilder;
 pub(crate) use column::string_at;
 pub(crate) use describe::is_unsafe_char;

@@ -261,7 +261,7 @@ pub struct SearchQuery {
     /// A predicate the rows must match.
     pub filter: Option<String>,
     /// The columns to return; by default every column's value but the
-    /// index's vector column.
+    /// vector columns.
     pub columns: Option<String>,
     /// Search this version of a table instead of the current one.
     pub version: Option<i64>,
@@ -353,6 +353,7 @@ impl Tables {
         progress: &dyn Progress,
     ) -> Result<IndexAdded> {
         let call = embedding_call(embedding, source)?;
+        let name_given = name;
         let name = match name {
             Some(name) => name.to_owned(),
             None => {
@@ -362,7 +363,16 @@ impl Tables {
                 format!("{source}_{}", call.function)
             }
         };
-        check_name("index", &name)?;
+        if let Err(error) = check_name("index", &name) {
+            if name_given.is_some() {
+                return Err(error);
+            }
+            return Err(TableError::Invalid(format!(
+                "the index name `{}` made from the column and function is not a valid name \
+                 ({error}); give one with --name",
+                truncate_name(&name)
+            )));
+        }
         let index = NewIndex {
             name: name.clone(),
             metric,
@@ -593,18 +603,23 @@ impl Tables {
         };
         check_query_vector(&vector, dimension, &index)?;
 
-        // By default every column but the index's own vectors.
+        // By default every column but vectors, which are long and which the
+        // score sums up.
         let references = columns.unwrap_or_else(|| {
-            let mut references = every_column(schema);
-            references.remove(position);
-            references
+            every_column(schema)
+                .into_iter()
+                .zip(&schema.columns)
+                .filter(|(_, column)| !matches!(column.data_type, DataType::Vector(_)))
+                .map(|(reference, _)| reference)
+                .collect()
         });
         let (mut output, select) = select_list(schema, &references)?;
-        let score_name = if output.iter().any(|c| c.name == index.metric.score_name()) {
-            format!("_{}", index.metric.score_name())
-        } else {
-            index.metric.score_name().to_owned()
-        };
+        // The score takes the metric's name, with underscores before it
+        // until no output column has that name.
+        let mut score_name = index.metric.score_name().to_owned();
+        while output.iter().any(|c| c.name == score_name) {
+            score_name.insert(0, '_');
+        }
         output.insert(
             0,
             OutputColumn {
@@ -676,10 +691,25 @@ impl Tables {
                 plan: Some(lines.join("\n")),
             });
         }
-        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
-            .bind(pgvector::Vector::from(vector))
+        let query_vector = pgvector::Vector::from(vector);
+        let mut rows = bind_all(sqlx::query(AssertSqlSafe(sql.clone())), &binds)
+            .bind(query_vector.clone())
             .fetch_all(&mut *tx)
             .await?;
+        if (rows.len() as u64) < query.k {
+            // An HNSW scan can end before k rows pass the filter: the graph
+            // holds every row version, and many copies of one vector (rows
+            // rewritten with their vectors unchanged) leave parts of it
+            // unreachable. An exact scan in the same snapshot returns every
+            // row there is, up to k.
+            sqlx::query("SET LOCAL enable_indexscan = off")
+                .execute(&mut *tx)
+                .await?;
+            rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
+                .bind(query_vector)
+                .fetch_all(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         let mut builders: Vec<ColumnBuilder> = output
             .iter()
@@ -878,6 +908,13 @@ fn check_query_vector(vector: &[f32], dimension: u32, index: &VisibleIndex) -> R
             "the query vector holds {value} at element {element}; give finite numbers"
         )));
     }
+    if let Some(norm) = crate::sandbox::oversized_norm(vector) {
+        return Err(TableError::Invalid(format!(
+            "the query vector's norm is {norm:e}, over the maximum of {:e}, so its distances \
+             overflow 32-bit floats; scale it down",
+            crate::sandbox::MAX_VECTOR_NORM
+        )));
+    }
     if index.metric == Metric::Cosine && vector.iter().all(|v| *v == 0.0) {
         return Err(TableError::Invalid(format!(
             "the query vector is zero, which has no direction for the cosine index `{}`; give a \
@@ -897,6 +934,16 @@ async fn live_index_names(write: &mut Write) -> Result<Vec<String>> {
     .bind(LIVE)
     .fetch_all(&mut *write.tx)
     .await?)
+}
+
+/// The first 40 characters of a name, for a message.
+fn truncate_name(name: &str) -> String {
+    let shown: String = name.chars().take(40).collect();
+    if shown.len() < name.len() {
+        format!("{shown}...")
+    } else {
+        shown
+    }
 }
 
 fn list_or_none(names: &[String]) -> String {
