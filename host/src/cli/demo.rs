@@ -5,6 +5,7 @@
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -14,11 +15,14 @@ use super::Env;
 use super::table::{RowProgress, count};
 use crate::fortunes::{Fortune, jsonl, read_corpus};
 use crate::sandbox::types::Values;
-use crate::sandbox::{DirectoryGrant, FunctionKey, FunctionStats, escape_for_display};
+use crate::sandbox::{
+    DirectoryGrant, FunctionKey, FunctionStats, LATENCY_BUCKETS_US, escape_for_display,
+};
 use crate::table::input::InputFormat;
 use crate::table::values::cell_text;
 use crate::table::{
-    Metric, NewColumn, SearchInput, SearchQuery, SelectQuery, TableError, Tables, WriteOptions,
+    Metric, NewColumn, Progress, SearchInput, SearchQuery, SelectQuery, TableError, Tables,
+    WriteOptions,
 };
 
 /// The demo's table and its snapshot; a new run drops both first.
@@ -112,9 +116,10 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
     );
 
     heading(&format!(
-        "Table `{TABLE}`: {} fortunes from {}",
+        "Table `{TABLE}`: {} fortunes from {}, {} of them held back for a later insert",
         fortunes.len() + later.len(),
-        args.corpus.display()
+        args.corpus.display(),
+        later.len()
     ));
     match tables.drop_table(TABLE, true).await {
         Ok(_) => println!("dropped `{TABLE}` of an earlier run, with its snapshots"),
@@ -160,7 +165,7 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
 
     heading("An embedding index: minilm.embed(text), all-MiniLM-L6-v2 in the sandbox, HNSW");
     let step = Instant::now();
-    let bar = RowProgress::new();
+    let bar = StepProgress::new("embedded");
     let index = tables
         .add_index(
             TABLE,
@@ -172,7 +177,7 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
             &bar,
         )
         .await;
-    bar.0.finish_and_clear();
+    bar.finish();
     let index = index?;
     let rows = index.column.summary.changes.rows_changed;
     let seconds = step.elapsed().as_secs_f64();
@@ -246,11 +251,59 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
     print_stats(&stats);
     tables.catalog().write_stats(&stats).await?;
     tables.catalog().flush_stats(&engine).await?;
+    let program = std::env::args()
+        .next()
+        .unwrap_or_else(|| "sandtable".to_owned());
     println!(
-        "\ndemo finished in {:.1} s; `sandtable search {TABLE} \"TEXT\"` searches it again",
+        "\ndemo finished in {:.1} s; `{program} search {TABLE} \"TEXT\"` searches it again. The \
+         database cluster keeps running for the next command; `{program} db stop` stops it.",
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The progress of a long step: a bar on a terminal, and otherwise a line
+/// at every tenth of the rows, so that a log shows the step is moving.
+struct StepProgress {
+    bar: RowProgress,
+    verb: &'static str,
+    total: AtomicU64,
+    done: AtomicU64,
+}
+
+impl StepProgress {
+    fn new(verb: &'static str) -> Self {
+        StepProgress {
+            bar: RowProgress::new(),
+            verb,
+            total: AtomicU64::new(0),
+            done: AtomicU64::new(0),
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.0.finish_and_clear();
+    }
+}
+
+impl Progress for StepProgress {
+    fn start(&self, total_rows: u64) {
+        self.bar.start(total_rows);
+        self.total.store(total_rows, Ordering::Relaxed);
+    }
+
+    fn advance(&self, rows: u64) {
+        self.bar.advance(rows);
+        if !self.bar.0.is_hidden() {
+            return;
+        }
+        let total = self.total.load(Ordering::Relaxed).max(1);
+        let before = self.done.fetch_add(rows, Ordering::Relaxed);
+        let after = before + rows;
+        if after * 10 / total > before * 10 / total {
+            println!("  {} {after} of {total} rows", self.verb);
+        }
+    }
 }
 
 fn heading(text: &str) {
@@ -403,7 +456,8 @@ fn print_stats(stats: &[(FunctionKey, FunctionStats)]) {
     let mut table = super::table([
         "FUNCTION", "CALLS", "ROWS", "P50 MS", "P95 MS", "FUEL", "FUEL/ROW",
     ]);
-    let ms = |us: Option<u64>| us.map_or_else(|| "slower".to_owned(), format_ms);
+    let slowest = LATENCY_BUCKETS_US[LATENCY_BUCKETS_US.len() - 1] / 1000;
+    let ms = |us: Option<u64>| us.map_or_else(|| format!("> {slowest}"), format_ms);
     for (key, stats) in sorted {
         table.add_row([
             format!("{}@{}.{}", key.plugin, key.version, key.function),

@@ -57,7 +57,7 @@ pub(crate) struct SearchArgs {
     /// The table or snapshot.
     source: String,
     /// The text to search for, embedded by the index's function.
-    #[arg(required_unless_present = "vector", conflicts_with = "vector")]
+    #[arg(conflicts_with = "vector")]
     query: Option<String>,
     /// Search by this vector, a JSON array of numbers, instead of text.
     #[arg(long, value_name = "JSON")]
@@ -166,7 +166,11 @@ pub(crate) async fn run_search(args: SearchArgs, env: &Env) -> anyhow::Result<()
     let input = match (args.query, args.vector) {
         (_, Some(text)) => SearchInput::Vector(parse_vector(&text)?),
         (Some(query), None) => SearchInput::Text(query),
-        (None, None) => anyhow::bail!("give the text to search for, or --vector JSON"),
+        (None, None) => anyhow::bail!(
+            "give the text to search for, such as `sandtable search {} \"some text\"`, or a \
+             vector with --vector JSON",
+            args.source
+        ),
     };
     if args.k == 0 || args.k > MAX_SEARCH_ROWS {
         anyhow::bail!(

@@ -10,6 +10,9 @@ use crate::sandbox::FaultClass;
 /// Prints calls, rows, faults by class and latency percentiles per function
 /// over the last `minutes` minutes, summed over every process.
 pub(crate) async fn run(env: &Env, minutes: u64, as_json: bool) -> anyhow::Result<()> {
+    if minutes == 0 {
+        anyhow::bail!("--minutes 0 sums no time; give 1 or more minutes");
+    }
     let (catalog, tenant) = env.catalog().await?;
     let window = Duration::from_secs(minutes.saturating_mul(60));
     let stats = catalog.function_stats(&tenant, window).await?;
@@ -46,8 +49,10 @@ pub(crate) async fn run(env: &Env, minutes: u64, as_json: bool) -> anyhow::Resul
     let mut table = super::table([
         "FUNCTION", "CALLS", "ROWS", "FAULTS", "P50", "P95", "P99", "FUEL/ROW",
     ]);
-    let bound =
-        |value: Option<u64>| value.map_or_else(|| "slower".to_owned(), |us| format!("<= {us} us"));
+    let slowest = crate::sandbox::LATENCY_BUCKETS_US[crate::sandbox::LATENCY_BUCKETS_US.len() - 1];
+    let bound = |value: Option<u64>| {
+        value.map_or_else(|| format!("> {slowest} us"), |us| format!("<= {us} us"))
+    };
     for (key, stats) in &stats {
         let faults: Vec<String> = FaultClass::ALL
             .iter()

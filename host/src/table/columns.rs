@@ -119,11 +119,6 @@ impl Tables {
         let mut write =
             write::begin(self.catalog.pool(), &self.tenant, table, LockMode::Writes).await?;
         write.wait_turn().await?;
-        if write.schema.column(name).is_ok() {
-            return Err(TableError::Conflict(format!(
-                "table `{table}` already has a column `{name}`; choose another name"
-            )));
-        }
         let mut plugins = PluginSet::default();
         plugins
             .load_for(&self.catalog, &self.engine, &self.tenant, expr)
@@ -131,6 +126,16 @@ impl Tables {
         let (_, data_type, pinned) = bind(expr, &write.schema, &plugins)?;
         if let Some(index) = index {
             index.check(&pinned, &data_type)?;
+        }
+        if write.schema.column(name).is_ok() {
+            let fix = if index.is_some() {
+                "give the index another name with --name"
+            } else {
+                "choose another name"
+            };
+            return Err(TableError::Conflict(format!(
+                "table `{table}` already has a column `{name}`; {fix}"
+            )));
         }
         if matches!(data_type, DataType::Vector(_)) {
             ensure_vector_extension(&mut write.tx).await?;

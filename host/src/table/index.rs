@@ -164,7 +164,8 @@ impl NewIndex {
             };
             return Err(TableError::Invalid(format!(
                 "`{function}` returns {data_type}, not a vector, so it cannot fill an embedding \
-                 index; give a function that returns vector(N), such as `hash-embed.embed64`"
+                 index; give a function that returns vector(N) (`sandtable plugin show NAME` \
+                 lists a plugin's functions and types)"
             )));
         }
         Ok(())
@@ -808,8 +809,8 @@ impl Tables {
 fn embedding_call(embedding: &str, source: &str) -> Result<Expr> {
     let invalid = || {
         TableError::Invalid(format!(
-            "--embedding `{embedding}` is not PLUGIN.FUNCTION; give a function such as \
-             `hash-embed.embed64`, without arguments"
+            "--embedding `{embedding}` is not PLUGIN.FUNCTION; give a plugin's function \
+             without arguments, such as `minilm.embed`"
         ))
     };
     if embedding.contains(['(', ')', ',']) || !embedding.contains('.') {
