@@ -8,6 +8,7 @@
 
 pub mod http;
 pub mod machine;
+pub mod search;
 pub mod tables;
 
 use std::path::PathBuf;

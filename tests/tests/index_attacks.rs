@@ -7,65 +7,10 @@ use std::collections::HashSet;
 
 use sandtable::catalog::PluginRef;
 use sandtable::sandbox::Column;
-use sandtable::sandbox::types::Values;
-use sandtable::table::{
-    MAX_SEARCH_ROWS, Metric, SearchInput, SearchQuery, SearchResult, TableError, Tables,
-};
+use sandtable::table::{MAX_SEARCH_ROWS, Metric, SearchQuery, TableError, Tables};
+use sandtable_tests::search::{column_of, ints, output_names, scores, text_query, vector_query};
 use sandtable_tests::tables::{abort, add_plugin, columns, ignore, insert_jsonl, setup};
 use serde_json::{Value, json};
-
-fn vector_query(vector: Vec<f32>, k: u64) -> SearchQuery {
-    SearchQuery {
-        index: None,
-        input: SearchInput::Vector(vector),
-        k,
-        filter: None,
-        columns: None,
-        version: None,
-        explain: false,
-    }
-}
-
-fn text_query(text: &str, k: u64) -> SearchQuery {
-    SearchQuery {
-        input: SearchInput::Text(text.into()),
-        ..vector_query(Vec::new(), k)
-    }
-}
-
-/// Returns the output column names of a search, the score first.
-fn output_names(result: &SearchResult) -> Vec<String> {
-    result
-        .source
-        .columns
-        .iter()
-        .map(|c| c.name.clone())
-        .collect()
-}
-
-fn column_of<'a>(result: &'a SearchResult, name: &str) -> &'a Column {
-    let position = result
-        .source
-        .columns
-        .iter()
-        .position(|c| c.name == name)
-        .unwrap_or_else(|| panic!("the search returns no `{name}`: {:?}", output_names(result)));
-    &result.columns[position]
-}
-
-fn ints(result: &SearchResult, name: &str) -> Vec<i64> {
-    match &column_of(result, name).values {
-        Values::Int(values) => values.clone(),
-        other => panic!("`{name}` is not an int column: {other:?}"),
-    }
-}
-
-fn scores(result: &SearchResult) -> Vec<f64> {
-    match &result.columns[0].values {
-        Values::Float(values) => values.clone(),
-        other => panic!("the score is not a float column: {other:?}"),
-    }
-}
 
 /// Creates table `name` with `w:string, n:int`, holding `words` with `n`
 /// their position.

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use sandtable::sandbox::Column;
 use sandtable::sandbox::types::Values;
-use sandtable::table::{Metric, SearchInput, SearchQuery, SearchResult, SelectQuery, Tables};
+use sandtable::table::{Metric, SearchQuery, SearchResult, SelectQuery, Tables};
+use sandtable_tests::search::{ints, scores, text_query, vector_query};
 use sandtable_tests::tables::{abort, columns, dump, ignore, insert_jsonl, insert_text, setup};
 use serde_json::{Value, json};
 
@@ -54,44 +55,25 @@ fn sentence(rng: &mut Rng) -> String {
         .join(" ")
 }
 
-fn vector_query(vector: Vec<f32>, k: u64) -> SearchQuery {
+/// A search by vector that returns `n`.
+fn n_query(vector: Vec<f32>, k: u64) -> SearchQuery {
     SearchQuery {
-        index: None,
-        input: SearchInput::Vector(vector),
-        k,
-        filter: None,
         columns: Some("n".into()),
-        version: None,
-        explain: false,
+        ..vector_query(vector, k)
     }
 }
 
-fn text_query(text: &str, k: u64) -> SearchQuery {
+/// A search by text that returns `n`.
+fn n_text_query(text: &str, k: u64) -> SearchQuery {
     SearchQuery {
-        input: SearchInput::Text(text.into()),
-        ..vector_query(Vec::new(), k)
+        columns: Some("n".into()),
+        ..text_query(text, k)
     }
 }
 
 /// The `n` of each row a search found, nearest first.
 fn found_ns(result: &SearchResult) -> Vec<i64> {
-    let position = result
-        .source
-        .columns
-        .iter()
-        .position(|c| c.name == "n")
-        .expect("the search returns n");
-    match &result.columns[position].values {
-        Values::Int(values) => values.clone(),
-        other => panic!("n is not an int column: {other:?}"),
-    }
-}
-
-fn scores(result: &SearchResult) -> Vec<f64> {
-    match &result.columns[0].values {
-        Values::Float(values) => values.clone(),
-        other => panic!("the score is not a float column: {other:?}"),
-    }
+    ints(result, "n")
 }
 
 /// Every live row's `n` and vector.
@@ -166,9 +148,7 @@ async fn recall(
     let live: HashSet<i64> = rows.iter().map(|(n, _)| *n).collect();
     let mut total = 0.0;
     for query in queries {
-        let result = tables
-            .search(source, &vector_query(query.clone(), 10))
-            .await?;
+        let result = tables.search(source, &n_query(query.clone(), 10)).await?;
         let found = found_ns(&result);
         assert_eq!(found.len(), 10, "a search returned {found:?}");
         assert!(
@@ -226,7 +206,7 @@ async fn search_uses_hnsw_keeps_recall_and_survives_deletes() -> anyhow::Result<
             "docs",
             &SearchQuery {
                 explain: true,
-                ..text_query("kalomi nerusa", 10)
+                ..n_text_query("kalomi nerusa", 10)
             },
         )
         .await?
@@ -249,9 +229,7 @@ async fn search_uses_hnsw_keeps_recall_and_survives_deletes() -> anyhow::Result<
         let mut found = Vec::new();
         for query in &queries[..10] {
             found.push(found_ns(
-                &tables
-                    .search("full", &vector_query(query.clone(), 10))
-                    .await?,
+                &tables.search("full", &n_query(query.clone(), 10)).await?,
             ));
         }
         found
@@ -273,16 +251,12 @@ async fn search_uses_hnsw_keeps_recall_and_survives_deletes() -> anyhow::Result<
     let twin_body = serde_json::from_str::<Value>(twin)?["body"].clone();
     insert_jsonl(&tables, "docs", &[json!({"body": twin_body, "n": -1})]).await?;
     let live = tables
-        .search("docs", &text_query(twin_body.as_str().unwrap(), 1))
+        .search("docs", &n_text_query(twin_body.as_str().unwrap(), 1))
         .await?;
     assert_eq!(found_ns(&live), vec![-1], "the new row is not found first");
     assert!((scores(&live)[0] - 1.0).abs() < 1e-5, "{:?}", scores(&live));
     for (query, expected) in queries[..10].iter().zip(&pinned) {
-        let again = found_ns(
-            &tables
-                .search("full", &vector_query(query.clone(), 10))
-                .await?,
-        );
+        let again = found_ns(&tables.search("full", &n_query(query.clone(), 10)).await?);
         assert_eq!(
             &again, expected,
             "a snapshot search changed after later writes"
