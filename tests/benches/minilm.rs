@@ -25,7 +25,7 @@ use sandtable::sandbox::{
     BatchOutput, CallContext, CallRecord, Column, DataType, DirectoryGrant, EngineConfig,
     LoadedPlugin, UdfEngine,
 };
-use sandtable_tests::machine::{chosen_sections, free_cores, load_average};
+use sandtable_tests::machine::{Figures, chosen_sections, free_cores, load_average};
 use serde_json::{Value, json};
 
 /// The benchmark's sections, run in this order.
@@ -334,54 +334,4 @@ fn run_native(
         .find_map(|line| line.strip_prefix("sentences per second: "))
         .with_context(|| format!("no `sentences per second` in the output: {stdout}"))?;
     Ok(rate.trim().parse()?)
-}
-
-/// A table of figures, printed with aligned columns.
-struct Figures {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Figures {
-    fn new<const N: usize>(header: [&str; N]) -> Self {
-        Figures {
-            header: header.iter().map(|name| (*name).to_owned()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn add_row<const N: usize>(&mut self, row: [String; N]) {
-        self.rows.push(row.to_vec());
-    }
-}
-
-impl std::fmt::Display for Figures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let widths: Vec<usize> = (0..self.header.len())
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .map(|row| row[i].chars().count())
-                    .chain([self.header[i].chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (cell, width))| {
-                    if i == 0 {
-                        format!("{cell:<width$}")
-                    } else {
-                        format!("{cell:>width$}")
-                    }
-                })
-                .collect();
-            writeln!(f, "{}", cells.join("  ").trim_end())?;
-        }
-        Ok(())
-    }
 }

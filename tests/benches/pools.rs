@@ -19,7 +19,7 @@ use sandtable::sandbox::{
 };
 use sandtable::table::Tables;
 use sandtable_tests::http::{LoopbackServer, ServerOptions};
-use sandtable_tests::machine::{chosen_sections, free_cores, load_average};
+use sandtable_tests::machine::{Figures, chosen_sections, free_cores, load_average};
 use sandtable_tests::tables::{add_plugin, load_plugin};
 use serde_json::json;
 
@@ -304,54 +304,4 @@ async fn isolation(_db: &sandtable_tests::TestDb) -> anyhow::Result<()> {
         caller.await?;
     }
     Ok(())
-}
-
-/// Rows of figures under a header, printed with aligned columns.
-struct Figures {
-    header: Vec<String>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Figures {
-    fn new<const N: usize>(header: [&str; N]) -> Self {
-        Figures {
-            header: header.iter().map(|name| (*name).to_owned()).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn add_row<const N: usize>(&mut self, row: [String; N]) {
-        self.rows.push(row.to_vec());
-    }
-}
-
-impl std::fmt::Display for Figures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let widths: Vec<usize> = (0..self.header.len())
-            .map(|i| {
-                self.rows
-                    .iter()
-                    .map(|row| row[i].chars().count())
-                    .chain([self.header[i].chars().count()])
-                    .max()
-                    .unwrap_or(0)
-            })
-            .collect();
-        for row in std::iter::once(&self.header).chain(&self.rows) {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .enumerate()
-                .map(|(i, (cell, width))| {
-                    if i == 0 {
-                        format!("{cell:<width$}")
-                    } else {
-                        format!("{cell:>width$}")
-                    }
-                })
-                .collect();
-            writeln!(f, "{}", cells.join("  ").trim_end())?;
-        }
-        Ok(())
-    }
 }

@@ -1,6 +1,7 @@
 //! What a benchmark prints about the machine it ran on (the load average
 //! and the cores it got, so that figures from shared machines can be read
-//! against them), and the sections that the command line selects.
+//! against them), the sections that the command line selects, and the
+//! aligned tables that benchmarks print.
 
 use std::time::{Duration, Instant};
 
@@ -86,4 +87,56 @@ pub fn chosen_sections(sections: &[&str]) -> anyhow::Result<Vec<String>> {
         );
     }
     Ok(chosen)
+}
+
+/// Rows of figures under a header, printed with aligned columns.
+pub struct Figures {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Figures {
+    /// Starts a table with the column names `header`.
+    pub fn new<const N: usize>(header: [&str; N]) -> Self {
+        Figures {
+            header: header.iter().map(|name| (*name).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Appends a row, one cell a column.
+    pub fn add_row<const N: usize>(&mut self, row: [String; N]) {
+        self.rows.push(row.to_vec());
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let widths: Vec<usize> = (0..self.header.len())
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .map(|row| row[i].chars().count())
+                    .chain([self.header[i].chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in std::iter::once(&self.header).chain(&self.rows) {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(|(i, (cell, width))| {
+                    if i == 0 {
+                        format!("{cell:<width$}")
+                    } else {
+                        format!("{cell:>width$}")
+                    }
+                })
+                .collect();
+            writeln!(f, "{}", cells.join("  ").trim_end())?;
+        }
+        Ok(())
+    }
 }
