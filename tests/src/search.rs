@@ -5,7 +5,7 @@ use sandtable::sandbox::Column;
 use sandtable::sandbox::types::Values;
 use sandtable::table::{SearchInput, SearchQuery, SearchResult};
 
-/// A search for the `k` rows nearest to `vector`, with every column.
+/// Returns a search for the `k` rows nearest to `vector`, with every column.
 pub fn vector_query(vector: Vec<f32>, k: u64) -> SearchQuery {
     SearchQuery {
         index: None,
@@ -18,7 +18,7 @@ pub fn vector_query(vector: Vec<f32>, k: u64) -> SearchQuery {
     }
 }
 
-/// A search for the `k` rows nearest to `text`, with every column.
+/// Returns a search for the `k` rows nearest to `text`, with every column.
 pub fn text_query(text: &str, k: u64) -> SearchQuery {
     SearchQuery {
         input: SearchInput::Text(text.into()),
@@ -26,7 +26,7 @@ pub fn text_query(text: &str, k: u64) -> SearchQuery {
     }
 }
 
-/// The output column names of a search, the score first.
+/// Returns the output column names of a search, the score first.
 pub fn output_names(result: &SearchResult) -> Vec<String> {
     result
         .source
@@ -36,7 +36,7 @@ pub fn output_names(result: &SearchResult) -> Vec<String> {
         .collect()
 }
 
-/// The output column `name` of a search.
+/// Returns the output column `name` of a search.
 pub fn column_of<'a>(result: &'a SearchResult, name: &str) -> &'a Column {
     let position = result
         .source
@@ -47,7 +47,7 @@ pub fn column_of<'a>(result: &'a SearchResult, name: &str) -> &'a Column {
     &result.columns[position]
 }
 
-/// The values of int column `name` of a search, nearest first.
+/// Returns the values of int column `name` of a search, nearest first.
 pub fn ints(result: &SearchResult, name: &str) -> Vec<i64> {
     match &column_of(result, name).values {
         Values::Int(values) => values.clone(),
@@ -55,7 +55,7 @@ pub fn ints(result: &SearchResult, name: &str) -> Vec<i64> {
     }
 }
 
-/// The scores of a search, nearest first.
+/// Returns the scores of a search, nearest first.
 pub fn scores(result: &SearchResult) -> Vec<f64> {
     match &result.columns[0].values {
         Values::Float(values) => values.clone(),

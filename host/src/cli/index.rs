@@ -71,8 +71,8 @@ pub(crate) struct SearchArgs {
     /// A predicate the rows must match, as in `select`.
     #[arg(long = "where", value_name = "PREDICATE")]
     filter: Option<String>,
-    /// The columns to print, comma-separated; every column but the index's
-    /// vectors by default.
+    /// The columns to print, comma-separated; every column but the vector
+    /// columns by default.
     #[arg(long)]
     columns: Option<String>,
     /// Search this version of a table.

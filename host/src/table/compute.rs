@@ -136,7 +136,7 @@ pub(crate) enum Plan {
 }
 
 impl Plan {
-    /// The plan that computes `column`: this one, or for a column that
+    /// Returns the plan that computes `column`: this one, or for a column that
     /// needs a direction, this one with zero vectors failed.
     pub(crate) fn for_column(self, column: &ColumnInfo) -> Plan {
         if column.direction_required {
@@ -146,7 +146,7 @@ impl Plan {
         }
     }
 
-    /// The call at the plan's root, if it is one.
+    /// Returns the call at the plan's root, if it is one.
     pub(crate) fn root_call(&self) -> Option<&BoundCall> {
         match self {
             Plan::Call(call) => Some(call),
