@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// Where Debian's `fortunes` package puts its files.
+/// The directory of Debian's `fortunes` package.
 pub const DEFAULT_DIR: &str = "/usr/share/games/fortunes";
 
 /// A fortune: its text and the file it came from.
@@ -23,7 +23,7 @@ pub struct Fortune {
 ///
 /// # Errors
 ///
-/// Fails when the directory cannot be read or holds no fortune.
+/// Fails when the directory cannot be read or contains no fortune.
 pub fn read_corpus(dir: &Path) -> anyhow::Result<Vec<Fortune>> {
     let entries = std::fs::read_dir(dir).with_context(|| {
         format!(
@@ -77,7 +77,7 @@ fn push_fortune(fortunes: &mut Vec<Fortune>, current: &mut String, source: &str)
     current.clear();
 }
 
-/// The fortunes as JSON Lines with the columns `text`, `source` and
+/// Encodes the fortunes as JSON Lines with the columns `text`, `source` and
 /// `length` (in characters), as `insert` reads them.
 pub fn jsonl(fortunes: &[Fortune]) -> Vec<u8> {
     let mut text = Vec::new();

@@ -601,7 +601,7 @@ fn cli_config_errors_name_key_and_file() {
     assert!(stderr.contains("does not ask to reach"), "{stderr}");
 }
 
-/// The model that `scripts/setup` puts under `target/models`.
+/// Returns the model directory that `scripts/setup` fills under `target/models`.
 fn minilm_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/models/all-minilm-l6-v2");
     assert!(
@@ -674,7 +674,8 @@ fn cli_demo_runs_twice_and_its_table_searches() {
         .collect();
     assert_eq!(rows.len(), 2, "{found}");
     let similarity = rows[0]["similarity"].as_f64().unwrap();
-    assert!(similarity > 0.0 && similarity <= 1.0, "{found}");
+    assert!(similarity > 0.0, "{found}");
+    assert!(similarity <= 1.0, "{found}");
     assert!(
         rows[0]["text"].is_string() && rows[0].get("text_embed").is_none(),
         "{found}"

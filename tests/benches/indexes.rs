@@ -96,7 +96,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The Postgres names of the table and of the index's vector column.
+/// Looks up the Postgres names of the table and of the index's vector column.
 async fn sql_names(tables: &Tables) -> anyhow::Result<(String, String)> {
     let schema = tables.schema("fortunes").await?;
     let column = schema.column("v")?;

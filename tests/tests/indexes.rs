@@ -71,12 +71,12 @@ fn n_text_query(text: &str, k: u64) -> SearchQuery {
     }
 }
 
-/// The `n` of each row a search found, nearest first.
+/// Returns the `n` of each row a search found, nearest first.
 fn found_ns(result: &SearchResult) -> Vec<i64> {
     ints(result, "n")
 }
 
-/// Every live row's `n` and vector.
+/// Reads every live row's `n` and vector.
 async fn stored_vectors(tables: &Tables, source: &str) -> anyhow::Result<Vec<(i64, Vec<f32>)>> {
     let query = SelectQuery {
         columns: Some("n, body_embed64".into()),
@@ -114,7 +114,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
     dot / (norm(a) * norm(b))
 }
 
-/// The `n` of the `k` rows nearest to `query` by an exact scan.
+/// Returns the `n` of the `k` rows nearest to `query`, by an exact scan.
 fn exact_nearest(rows: &[(i64, Vec<f32>)], query: &[f32], k: usize) -> Vec<i64> {
     let mut scored: Vec<(f64, i64)> = rows.iter().map(|(n, v)| (cosine(v, query), *n)).collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));

@@ -238,7 +238,7 @@ pub(crate) async fn run(args: DemoArgs, env: &Env) -> anyhow::Result<()> {
     match std::fs::read(&hostile) {
         Ok(bytes) => match engine.load(&bytes) {
             Ok(_) => bail!(
-                "`{}` loaded, but a component importing wasi:sockets must be refused",
+                "`{}` loaded, but a component importing wasi:sockets must be rejected",
                 hostile.display()
             ),
             Err(error) => println!("refused: {error}"),
@@ -367,7 +367,7 @@ async fn add_plugin(tables: &Tables, name: &str, path: &Path) -> anyhow::Result<
     Ok(())
 }
 
-/// Copies the model's files from `from` into `to`, unless `to` holds them
+/// Copies the model's files from `from` into `to`, unless `to` contains them
 /// at the same sizes, and returns `to`.
 fn copy_model(from: &Path, to: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(to)

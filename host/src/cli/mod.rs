@@ -163,7 +163,7 @@ impl Env {
         Env { config, settings }
     }
 
-    /// The data directory.
+    /// Returns the data directory.
     fn home(&self) -> &std::path::Path {
         &self.config.home
     }

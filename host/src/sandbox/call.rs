@@ -870,7 +870,7 @@ pub fn oversized_norm(vector: &[f32]) -> Option<f64> {
     (norm > MAX_VECTOR_NORM).then_some(norm)
 }
 
-/// Makes each vector that holds NaN or an infinity, or whose norm is over
+/// Makes each vector that contains NaN or an infinity, or whose norm is over
 /// [`MAX_VECTOR_NORM`], a failed cell: pgvector stores only finite
 /// elements, and no distance to such a vector has a meaning.
 fn fail_non_finite_vectors(column: &mut Column, errors: &mut Vec<CellError>) {

@@ -6,7 +6,7 @@
 //! filled column, which is faster than growing it row by row. Later writes
 //! keep it current, since Postgres indexes every row version they add.
 //!
-//! Because the HNSW index holds every row version, a search filters to the
+//! Because the HNSW index contains every row version, a search filters to the
 //! version it reads (`_v_min <= W < _v_max`) and uses pgvector's iterative
 //! index scan, which goes on scanning until `k` rows pass the filter.
 
@@ -53,7 +53,7 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// The name stored in the catalog and written on the command line.
+    /// Returns the name stored in the catalog and written on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
             Metric::Cosine => "cosine",
@@ -62,7 +62,7 @@ impl Metric {
         }
     }
 
-    /// The name of a search result's score column.
+    /// Returns the name of a search result's score column.
     pub fn score_name(self) -> &'static str {
         match self {
             Metric::Cosine => "similarity",
@@ -87,7 +87,7 @@ impl Metric {
         }
     }
 
-    /// The SQL of the score, given the SQL of the operator's value.
+    /// Returns the SQL of the score, given the SQL of the operator's value.
     fn score_sql(self, distance: &str) -> String {
         match self {
             Metric::Cosine => format!("1 - {distance}"),
@@ -699,7 +699,7 @@ impl Tables {
             .await?;
         if (rows.len() as u64) < query.k {
             // An HNSW scan can end before k rows pass the filter: the graph
-            // holds every row version, and many copies of one vector (rows
+            // contains every row version, and many copies of one vector (rows
             // rewritten with their vectors unchanged) leave parts of it
             // unreachable. An exact scan in the same snapshot returns every
             // row there is, up to k.
@@ -898,7 +898,7 @@ fn choose_index(
 fn check_query_vector(vector: &[f32], dimension: u32, index: &VisibleIndex) -> Result<()> {
     if vector.len() != dimension as usize {
         return Err(TableError::Invalid(format!(
-            "the query vector has {} numbers, but index `{}` holds vector({dimension}); give \
+            "the query vector has {} numbers, but index `{}` is vector({dimension}); give \
              {dimension} numbers",
             vector.len(),
             index.name
@@ -906,7 +906,7 @@ fn check_query_vector(vector: &[f32], dimension: u32, index: &VisibleIndex) -> R
     }
     if let Some((element, value)) = vector.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(TableError::Invalid(format!(
-            "the query vector holds {value} at element {element}; give finite numbers"
+            "the query vector contains {value} at element {element}; give finite numbers"
         )));
     }
     if let Some(norm) = crate::sandbox::oversized_norm(vector) {
@@ -937,7 +937,7 @@ async fn live_index_names(write: &mut Write) -> Result<Vec<String>> {
     .await?)
 }
 
-/// The first 40 characters of a name, for a message.
+/// Returns the first 40 characters of a name, for a message.
 fn truncate_name(name: &str) -> String {
     let shown: String = name.chars().take(40).collect();
     if shown.len() < name.len() {

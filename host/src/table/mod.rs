@@ -105,7 +105,8 @@ pub struct Tables {
     catalog: Catalog,
     engine: UdfEngine,
     tenant: Tenant,
-    /// What searches read of a committed version, which never changes.
+    /// The schemas and indexes of committed versions, which never change,
+    /// as searches read them.
     versions: std::sync::Arc<index::VersionCache>,
 }
 

@@ -344,8 +344,8 @@ pub(crate) fn every_column(schema: &TableSchema) -> Vec<ColumnRef> {
         .collect()
 }
 
-/// The output columns of `references` and the SQL that reads each, in the
-/// form [`decode_value`] decodes.
+/// Returns the output columns of `references` and the SQL that reads each,
+/// in the form [`decode_value`] decodes.
 ///
 /// # Errors
 ///
