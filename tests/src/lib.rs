@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
 use sandtable::pg::EmbeddedCluster;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
@@ -131,7 +131,7 @@ pub async fn fresh_database() -> anyhow::Result<TestDb> {
     let _ = admin.close().await;
 
     let db = TestDb {
-        pool: PgPoolOptions::new()
+        pool: sandtable::pg::pool_options()
             .max_connections(POOL_MAX_CONNECTIONS)
             .connect_lazy_with(server.admin.clone().database(&name)),
         name,

@@ -271,6 +271,126 @@ fn strings_of(column: &Column) -> Vec<Option<String>> {
         .collect()
 }
 
+/// Returns the vector stored for the row whose `n` is `n`.
+async fn vector_of(tables: &Tables, source: &str, n: i64) -> anyhow::Result<Vec<f32>> {
+    stored_vectors(tables, source)
+        .await?
+        .into_iter()
+        .find(|(found, _)| *found == n)
+        .map(|(_, vector)| vector)
+        .ok_or_else(|| anyhow::anyhow!("no live row with n = {n}"))
+}
+
+/// A host reads a search by vector at the version its last search of the
+/// same source resolved, and only while the source still resolves to it,
+/// so the writes of another host over the same database show at once.
+#[tokio::test]
+async fn searches_see_the_writes_of_another_host() -> anyhow::Result<()> {
+    let (db, ours) = setup(&[("hash-embed", "hash_embed.wasm")]).await?;
+    let theirs = Tables::new(
+        ours.catalog().clone(),
+        ours.engine().clone(),
+        ours.tenant().clone(),
+    );
+    ours.create_table("docs", &columns(&["body:string", "n:int"]))
+        .await?;
+    let mut rng = Rng(7);
+    let rows: Vec<Value> = (0..40)
+        .map(|n| json!({"body": sentence(&mut rng), "n": n}))
+        .collect();
+    insert_jsonl(&ours, "docs", &rows).await?;
+    ours.add_index(
+        "docs",
+        "body",
+        "hash-embed.embed64",
+        Metric::Cosine,
+        None,
+        &abort(),
+        &(),
+    )
+    .await?;
+    let query = vector_of(&ours, "docs", 3).await?;
+    let first = ours.search("docs", &n_query(query.clone(), 5)).await?;
+    let again = ours.search("docs", &n_query(query.clone(), 5)).await?;
+    assert_eq!(found_ns(&first)[0], 3);
+    assert_eq!(found_ns(&again), found_ns(&first));
+    assert_eq!(again.source.version, first.source.version);
+
+    // A repeated search checks its guess against the versions alone, so it
+    // finishes while another session locks every other catalog table.
+    let mut locker = db.pool().begin().await?;
+    sqlx::query(
+        "LOCK TABLE sandtable.tables, sandtable.columns, sandtable.indexes, \
+         sandtable.snapshots IN ACCESS EXCLUSIVE MODE",
+    )
+    .execute(&mut *locker)
+    .await?;
+    let guessed = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        ours.search("docs", &n_query(query.clone(), 5)),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("the repeated search waited on the catalog"))??;
+    assert_eq!(found_ns(&guessed), found_ns(&first));
+    locker.rollback().await?;
+
+    let inserted = insert_jsonl(
+        &theirs,
+        "docs",
+        &[json!({"body": "a sentence that no other row holds", "n": 100})],
+    )
+    .await?;
+    let new = vector_of(&theirs, "docs", 100).await?;
+    let found = ours.search("docs", &n_query(new.clone(), 5)).await?;
+    assert_eq!(
+        found_ns(&found)[0],
+        100,
+        "the other host's insert is missing"
+    );
+    assert_eq!(found.source.version, inserted);
+
+    // A search pinned to the version of the insert, twice, then the other
+    // host reverts it and writes again under the same version number.
+    let pinned = SearchQuery {
+        version: Some(inserted),
+        ..n_query(new.clone(), 5)
+    };
+    assert_eq!(found_ns(&ours.search("docs", &pinned).await?)[0], 100);
+    assert_eq!(found_ns(&ours.search("docs", &pinned).await?)[0], 100);
+    theirs.revert("docs").await?;
+    let again = insert_jsonl(
+        &theirs,
+        "docs",
+        &[json!({"body": "another sentence that no other row holds", "n": 200})],
+    )
+    .await?;
+    assert_eq!(again, inserted, "the version number is not reused");
+    let replaced = vector_of(&theirs, "docs", 200).await?;
+    let pinned = SearchQuery {
+        version: Some(inserted),
+        ..n_query(replaced.clone(), 5)
+    };
+    let found = found_ns(&ours.search("docs", &pinned).await?);
+    assert_eq!(found[0], 200, "the reverted version was searched");
+    assert!(!found.contains(&100), "{found:?}");
+
+    theirs.delete("docs", Some("n = 200")).await?;
+    let found = found_ns(&ours.search("docs", &n_query(replaced.clone(), 5)).await?);
+    assert!(
+        !found.contains(&200),
+        "the other host's delete is missing: {found:?}"
+    );
+    assert_eq!(found.len(), 5);
+
+    theirs.drop_index("docs", "body_embed64").await?;
+    let error = ours
+        .search("docs", &n_query(replaced, 5))
+        .await
+        .expect_err("the index was dropped");
+    assert!(error.to_string().contains("no index"), "{error}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn index_follows_updates_and_drops_and_reverts() -> anyhow::Result<()> {
     let (_db, tables) = setup(&[("hash-embed", "hash_embed.wasm")]).await?;

@@ -180,12 +180,33 @@ async fn connect_embedded(config: &DatabaseConfig) -> Result<PgPool, Error> {
     Ok(pool(options))
 }
 
-/// Creates a lazy pool over `options`. A statement that waits on a table lock, as
-/// writes to one table do in turn, is slow without being wrong, so sqlx's
-/// slow-statement records go to the debug level instead of warnings.
+/// Creates a lazy pool over `options` with [`pool_options`]. A statement
+/// that waits on a table lock, as writes to one table do in turn, is slow
+/// without being wrong, so sqlx's slow-statement records go to the debug
+/// level instead of warnings.
 fn pool(options: PgConnectOptions) -> PgPool {
     let options = options.log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-    PgPoolOptions::new().connect_lazy_with(options)
+    pool_options().connect_lazy_with(options)
+}
+
+/// Returns the options of the host's pools: each connection sets the HNSW
+/// settings of a search when it opens, so that a search of up to 25 rows
+/// needs no transaction to set them. They are `SET` statements rather than
+/// startup options, which connection poolers may reject. A pool made
+/// elsewhere works too, with a slower search.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().after_connect(|connection, _| {
+        Box::pin(async move {
+            let statements: String = crate::table::SESSION_SETTINGS
+                .iter()
+                .map(|(name, value)| format!("SET {name} = {value}; "))
+                .collect();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(statements))
+                .execute(connection)
+                .await?;
+            Ok(())
+        })
+    })
 }
 
 /// Runs `CREATE EXTENSION IF NOT EXISTS vector`.

@@ -21,10 +21,14 @@ use crate::sandbox::{Column, ColumnBuilder, DataType};
 use super::cells::{Cells, decode_value};
 use super::compute::{Batch, PluginSet, bind, evaluate};
 use super::error::{Result, TableError};
-use super::expr::{CellPart, ColumnRef, Expr, parse_column_list, parse_expr, parse_predicate};
+use super::expr::{
+    CellPart, ColumnRef, Expr, Predicate, parse_column_list, parse_expr, parse_predicate,
+};
 use super::filter::{Bind, FilterBuilder, bind_all};
 use super::schema::{LIVE, TableSchema, check_name, load_schema};
-use super::select::{OutputColumn, SelectSource, every_column, resolve_source, select_list};
+use super::select::{
+    OutputColumn, Resolved, SelectSource, every_column, resolve_source, select_list,
+};
 use super::write::{self, Changes, LockMode, Write};
 use super::{ColumnAdded, Progress, Tables, WriteOptions, WriteSummary};
 
@@ -35,6 +39,15 @@ const BUILD_MEMORY: &str = "1GB";
 
 /// The smallest candidate list of an HNSW search (`hnsw.ef_search`).
 const EF_SEARCH_MIN: u64 = 100;
+
+/// The HNSW settings that every connection of the host's pool starts with:
+/// the iterative scan, which goes on until `k` rows pass the filter, and
+/// the candidate list. A search whose candidate list is [`EF_SEARCH_MIN`]
+/// uses them as they are.
+pub(crate) const SESSION_SETTINGS: [(&str, &str); 2] = [
+    ("hnsw.iterative_scan", "relaxed_order"),
+    ("hnsw.ef_search", "100"),
+];
 
 /// The maximum number of rows a search returns.
 pub const MAX_SEARCH_ROWS: u64 = 1000;
@@ -298,6 +311,9 @@ const CACHED_VERSIONS: usize = 256;
 #[derive(Default)]
 pub(crate) struct VersionCache {
     versions: std::sync::Mutex<std::collections::HashMap<(i64, i64), std::sync::Arc<VersionView>>>,
+    /// The source that each name and requested version last resolved to.
+    /// An entry may be out of date, so a search that reads it checks it.
+    sources: std::sync::Mutex<std::collections::HashMap<(String, Option<i64>), Resolved>>,
 }
 
 /// The schema and indexes of one version, as a search reads them.
@@ -318,6 +334,19 @@ impl VersionCache {
             versions.clear();
         }
         versions.insert(key, view);
+    }
+
+    fn guess(&self, source: &str, version: Option<i64>) -> Option<Resolved> {
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        sources.get(&(source.to_owned(), version)).cloned()
+    }
+
+    fn remember(&self, source: &str, version: Option<i64>, resolved: &Resolved) {
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if sources.len() >= CACHED_VERSIONS {
+            sources.clear();
+        }
+        sources.insert((source.to_owned(), version), resolved.clone());
     }
 }
 
@@ -544,9 +573,112 @@ impl Tables {
             .map(parse_column_list)
             .transpose()?;
         let predicate = query.filter.as_deref().map(parse_predicate).transpose()?;
+        let terms = SearchTerms {
+            source,
+            query,
+            columns: columns.as_deref(),
+            predicate: predicate.as_ref(),
+        };
         // pgvector's default candidate list of 40 reached a recall@10 of
         // 0.94 on 12,000 texts hashed to 64 dimensions; 100 reaches 0.99.
         let ef_search = (query.k * 4).clamp(EF_SEARCH_MIN, 1000);
+        if let SearchInput::Vector(vector) = &query.input
+            && ef_search == EF_SEARCH_MIN
+            && !query.explain
+            && let Some(result) = self.search_guessed(&terms, vector).await?
+        {
+            return Ok(result);
+        }
+        self.search_resolved(&terms, ef_search).await
+    }
+
+    /// Searches by vector in one statement, without resolving the source
+    /// first: the statement reads the version that the last search of the
+    /// same source resolved, and returns no rows unless the source still
+    /// resolves to it. Returns `None` when there is no such version, or when
+    /// fewer than `k` rows came back, for [`Tables::search_resolved`] to
+    /// decide.
+    ///
+    /// The statement runs with the session's HNSW settings, which every
+    /// connection of a pool made with [`crate::pg::pool_options`] starts with (see
+    /// [`SESSION_SETTINGS`]), and returns no rows on a connection without
+    /// them.
+    async fn search_guessed(
+        &self,
+        terms: &SearchTerms<'_>,
+        vector: &[f32],
+    ) -> Result<Option<SearchResult>> {
+        let Some(resolved) = self.versions.guess(terms.source, terms.query.version) else {
+            return Ok(None);
+        };
+        let Some(view) = self.versions.get((resolved.table_id, resolved.write_id)) else {
+            return Ok(None);
+        };
+        // An error here may come from an outdated guess, so the resolved
+        // search reports the error.
+        let Ok(mut plan) = SearchPlan::new(&view, terms, &resolved) else {
+            return Ok(None);
+        };
+        if check_query_vector(vector, plan.dimension, &plan.index).is_err() {
+            return Ok(None);
+        }
+        // One probe of the catalog checks the guess. A table's latest
+        // version has its largest write number, because versions are only
+        // added at the end and removed from it. A dropped table has none.
+        plan.binds.push(Bind::Int(resolved.table_id));
+        let table = plan.binds.len();
+        plan.binds.push(Bind::Int(resolved.write_id));
+        let write = plan.binds.len();
+        let guard = match (&resolved.snapshot, terms.query.version) {
+            (Some(snapshot), _) => {
+                plan.binds.push(Bind::Int(self.tenant.id));
+                plan.binds.push(Bind::Text(snapshot.clone()));
+                let name = plan.binds.len();
+                format!(
+                    "EXISTS (SELECT FROM sandtable.snapshots WHERE tenant_id = ${} AND name = \
+                     ${name} AND table_id = ${table} AND write_id = ${write})",
+                    name - 1
+                )
+            }
+            (None, Some(version)) => {
+                plan.binds.push(Bind::Int(version));
+                format!(
+                    "EXISTS (SELECT FROM sandtable.table_versions WHERE table_id = ${table} \
+                     AND version = ${} AND write_id = ${write})",
+                    plan.binds.len()
+                )
+            }
+            (None, None) => format!(
+                "(SELECT write_id FROM sandtable.table_versions WHERE table_id = ${table} \
+                 ORDER BY version DESC LIMIT 1) = ${write}"
+            ),
+        };
+        // A pool made elsewhere may lack the session's settings, and then
+        // the resolved search sets them.
+        let settings = SESSION_SETTINGS
+            .iter()
+            .map(|(name, value)| format!("current_setting('{name}', true) = '{value}' AND "))
+            .collect::<String>();
+        let sql = plan.sql(Some(&format!("{settings}{guard}")));
+        let rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &plan.binds)
+            .bind(pgvector::Vector::from(vector.to_vec()))
+            .fetch_all(self.catalog.pool())
+            .await?;
+        if (rows.len() as u64) < terms.query.k {
+            return Ok(None);
+        }
+        plan.finish(resolved, &rows, None).map(Some)
+    }
+
+    /// Searches in one read-only repeatable-read transaction that resolves
+    /// the source, embeds a text query, and falls back to an exact scan
+    /// when the HNSW scan returns fewer than `k` rows.
+    async fn search_resolved(
+        &self,
+        terms: &SearchTerms<'_>,
+        ef_search: u64,
+    ) -> Result<SearchResult> {
+        let query = terms.query;
         let mut tx = self
             .catalog
             .pool()
@@ -556,7 +688,7 @@ impl Tables {
                  SET LOCAL hnsw.ef_search = {ef_search}"
             )))
             .await?;
-        let resolved = resolve_source(&mut tx, self, source, query.version).await?;
+        let resolved = resolve_source(&mut tx, self, terms.source, query.version).await?;
         let key = (resolved.table_id, resolved.write_id);
         let view = match self.versions.get(key) {
             Some(view) => view,
@@ -575,125 +707,39 @@ impl Tables {
                 view
             }
         };
-        let schema = &view.schema;
-        let index = choose_index(schema, &view.indexes, query.index.as_deref())?;
-        let position = schema
-            .columns
-            .iter()
-            .position(|c| c.id == index.column_id)
-            .ok_or_else(|| {
-                TableError::Invalid(format!(
-                    "index `{}` has no vector column at version {}",
-                    index.name, resolved.version
-                ))
-            })?;
-        let column = &schema.columns[position];
-        let DataType::Vector(dimension) = column.data_type else {
-            return Err(TableError::Invalid(format!(
-                "index `{}` covers column `{}`, which is {}, not a vector",
-                index.name, column.name, column.data_type
-            )));
-        };
+        self.versions
+            .remember(terms.source, query.version, &resolved);
+        let plan = SearchPlan::new(&view, terms, &resolved)?;
         let (vector, embed_us) = match &query.input {
             SearchInput::Vector(vector) => (vector.clone(), None),
             SearchInput::Text(text) => {
                 let started = std::time::Instant::now();
-                let vector = self.embed_query(schema, position, &index, text).await?;
+                let vector = self
+                    .embed_query(&view.schema, plan.position, &plan.index, text)
+                    .await?;
                 (vector, Some(started.elapsed().as_micros() as u64))
             }
         };
-        check_query_vector(&vector, dimension, &index)?;
-
-        // By default every column but vectors, which are long and which the
-        // score sums up.
-        let references = columns.unwrap_or_else(|| {
-            every_column(schema)
-                .into_iter()
-                .zip(&schema.columns)
-                .filter(|(_, column)| !matches!(column.data_type, DataType::Vector(_)))
-                .map(|(reference, _)| reference)
-                .collect()
-        });
-        let (mut output, select) = select_list(schema, &references)?;
-        // The score takes the metric's name, with underscores before it
-        // until no output column has that name.
-        let mut score_name = index.metric.score_name().to_owned();
-        while output.iter().any(|c| c.name == score_name) {
-            score_name.insert(0, '_');
-        }
-        output.insert(
-            0,
-            OutputColumn {
-                name: score_name,
-                data_type: DataType::Float,
-            },
-        );
-        let mut conditions = Vec::new();
-        let mut binds: Vec<Bind> = Vec::new();
-        if let Some(predicate) = &predicate {
-            let mut builder = FilterBuilder::new(schema, binds);
-            conditions.push(builder.sql(predicate)?);
-            binds = builder.binds;
-        }
-        binds.push(Bind::Int(resolved.write_id));
-        let w = binds.len();
-        conditions.push(format!("_v_min <= ${w} AND _v_max > ${w}"));
-        let vector_sql = column.sql(CellPart::Value);
-        conditions.push(format!("{vector_sql} IS NOT NULL"));
-        binds.push(Bind::Int(query.k as i64));
-        let limit = binds.len();
-        let q = binds.len() + 1;
-        let distance = format!("{vector_sql} {} ${q}", index.metric.operator());
-        let mut inner_select = vec![format!("{distance} AS _distance")];
-        inner_select.extend(
-            select
-                .iter()
-                .enumerate()
-                .map(|(i, sql)| format!("{sql} AS _o{i}")),
-        );
-        let mut outer_select = vec![format!("({})::float8", index.metric.score_sql("_distance"))];
-        outer_select.extend((0..select.len()).map(|i| format!("_o{i}")));
-        // A relaxed iterative scan may return rows slightly out of order, so
-        // the outer query sorts the k rows it found.
-        let sql = format!(
-            "WITH nearest AS MATERIALIZED (SELECT {} FROM {} WHERE {} ORDER BY {distance} \
-             LIMIT ${limit}) SELECT {} FROM nearest ORDER BY _distance",
-            inner_select.join(", "),
-            schema.sql_table(),
-            conditions.join(" AND "),
-            outer_select.join(", "),
-        );
+        check_query_vector(&vector, plan.dimension, &plan.index)?;
+        let sql = plan.sql(None);
+        let query_vector = pgvector::Vector::from(vector);
         if query.explain {
             let lines: Vec<String> = bind_all(
                 sqlx::query(AssertSqlSafe(format!("EXPLAIN ANALYZE {sql}"))),
-                &binds,
+                &plan.binds,
             )
-            .bind(pgvector::Vector::from(vector))
+            .bind(query_vector)
             .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|row| row.try_get(0))
             .collect::<std::result::Result<_, _>>()?;
             tx.commit().await?;
-            return Ok(SearchResult {
-                columns: output
-                    .iter()
-                    .map(|c| ColumnBuilder::new(&c.data_type, 0).finish())
-                    .collect(),
-                source: SelectSource {
-                    table: resolved.table,
-                    snapshot: resolved.snapshot,
-                    version: resolved.version,
-                    columns: output,
-                },
-                index: index.name,
-                metric: index.metric,
-                embed_us,
-                plan: Some(lines.join("\n")),
-            });
+            let mut result = plan.finish(resolved, &[], embed_us)?;
+            result.plan = Some(lines.join("\n"));
+            return Ok(result);
         }
-        let query_vector = pgvector::Vector::from(vector);
-        let mut rows = bind_all(sqlx::query(AssertSqlSafe(sql.clone())), &binds)
+        let mut rows = bind_all(sqlx::query(AssertSqlSafe(sql.clone())), &plan.binds)
             .bind(query_vector.clone())
             .fetch_all(&mut *tx)
             .await?;
@@ -706,34 +752,13 @@ impl Tables {
             sqlx::query("SET LOCAL enable_indexscan = off")
                 .execute(&mut *tx)
                 .await?;
-            rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &binds)
+            rows = bind_all(sqlx::query(AssertSqlSafe(sql)), &plan.binds)
                 .bind(query_vector)
                 .fetch_all(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        let mut builders: Vec<ColumnBuilder> = output
-            .iter()
-            .map(|c| ColumnBuilder::new(&c.data_type, rows.len()))
-            .collect();
-        for row in &rows {
-            for (field, builder) in builders.iter_mut().enumerate() {
-                decode_value(builder, &output[field].data_type, row, field)?;
-            }
-        }
-        Ok(SearchResult {
-            source: SelectSource {
-                table: resolved.table,
-                snapshot: resolved.snapshot,
-                version: resolved.version,
-                columns: output,
-            },
-            index: index.name,
-            metric: index.metric,
-            columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
-            embed_us,
-            plan: None,
-        })
+        plan.finish(resolved, &rows, embed_us)
     }
 
     /// Embeds `text` with the expression that computes the index's column
@@ -856,6 +881,170 @@ async fn visible_indexes(
             })
         })
         .collect()
+}
+
+/// The parsed terms of a search.
+struct SearchTerms<'a> {
+    source: &'a str,
+    query: &'a SearchQuery,
+    columns: Option<&'a [ColumnRef]>,
+    predicate: Option<&'a Predicate>,
+}
+
+/// A search's SQL over one version, all but the query vector, which is
+/// the last parameter.
+struct SearchPlan {
+    index: VisibleIndex,
+    /// The position of the index's column in the schema.
+    position: usize,
+    dimension: u32,
+    output: Vec<OutputColumn>,
+    /// The nearest rows' select list, filter and limit.
+    select: Vec<String>,
+    conditions: Vec<String>,
+    distance: String,
+    table: String,
+    limit: usize,
+    binds: Vec<Bind>,
+}
+
+impl SearchPlan {
+    fn new(view: &VersionView, terms: &SearchTerms<'_>, resolved: &Resolved) -> Result<Self> {
+        let schema = &view.schema;
+        let index = choose_index(schema, &view.indexes, terms.query.index.as_deref())?;
+        let position = schema
+            .columns
+            .iter()
+            .position(|c| c.id == index.column_id)
+            .ok_or_else(|| {
+                TableError::Invalid(format!(
+                    "index `{}` has no vector column at version {}",
+                    index.name, resolved.version
+                ))
+            })?;
+        let column = &schema.columns[position];
+        let DataType::Vector(dimension) = column.data_type else {
+            return Err(TableError::Invalid(format!(
+                "index `{}` covers column `{}`, which is {}, not a vector",
+                index.name, column.name, column.data_type
+            )));
+        };
+        // By default every column but vectors, which are long and which the
+        // score sums up.
+        let references = match terms.columns {
+            Some(columns) => columns.to_vec(),
+            None => every_column(schema)
+                .into_iter()
+                .zip(&schema.columns)
+                .filter(|(_, column)| !matches!(column.data_type, DataType::Vector(_)))
+                .map(|(reference, _)| reference)
+                .collect(),
+        };
+        let (mut output, select) = select_list(schema, &references)?;
+        // The score takes the metric's name, with underscores before it
+        // until no output column has that name.
+        let mut score_name = index.metric.score_name().to_owned();
+        while output.iter().any(|c| c.name == score_name) {
+            score_name.insert(0, '_');
+        }
+        output.insert(
+            0,
+            OutputColumn {
+                name: score_name,
+                data_type: DataType::Float,
+            },
+        );
+        let mut conditions = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        if let Some(predicate) = terms.predicate {
+            let mut builder = FilterBuilder::new(schema, binds);
+            conditions.push(builder.sql(predicate)?);
+            binds = builder.binds;
+        }
+        binds.push(Bind::Int(resolved.write_id));
+        let w = binds.len();
+        conditions.push(format!("_v_min <= ${w} AND _v_max > ${w}"));
+        let vector_sql = column.sql(CellPart::Value);
+        conditions.push(format!("{vector_sql} IS NOT NULL"));
+        binds.push(Bind::Int(terms.query.k as i64));
+        let limit = binds.len();
+        Ok(SearchPlan {
+            distance: format!("{vector_sql} {}", index.metric.operator()),
+            index,
+            position,
+            dimension,
+            output,
+            select,
+            conditions,
+            table: schema.sql_table(),
+            limit,
+            binds,
+        })
+    }
+
+    /// Returns the statement, with `guard` as one more condition. The
+    /// query vector is the parameter after the binds.
+    fn sql(&self, guard: Option<&str>) -> String {
+        let q = self.binds.len() + 1;
+        let distance = format!("{} ${q}", self.distance);
+        let mut inner_select = vec![format!("{distance} AS _distance")];
+        inner_select.extend(
+            self.select
+                .iter()
+                .enumerate()
+                .map(|(i, sql)| format!("{sql} AS _o{i}")),
+        );
+        let mut outer_select = vec![format!(
+            "({})::float8",
+            self.index.metric.score_sql("_distance")
+        )];
+        outer_select.extend((0..self.select.len()).map(|i| format!("_o{i}")));
+        let mut conditions = self.conditions.clone();
+        conditions.extend(guard.map(str::to_owned));
+        // A relaxed iterative scan may return rows slightly out of order, so
+        // the outer query sorts the k rows it found.
+        format!(
+            "WITH nearest AS MATERIALIZED (SELECT {} FROM {} WHERE {} ORDER BY {distance} \
+             LIMIT ${}) SELECT {} FROM nearest ORDER BY _distance",
+            inner_select.join(", "),
+            self.table,
+            conditions.join(" AND "),
+            self.limit,
+            outer_select.join(", "),
+        )
+    }
+
+    /// Decodes the rows into the result.
+    fn finish(
+        self,
+        resolved: Resolved,
+        rows: &[sqlx::postgres::PgRow],
+        embed_us: Option<u64>,
+    ) -> Result<SearchResult> {
+        let mut builders: Vec<ColumnBuilder> = self
+            .output
+            .iter()
+            .map(|c| ColumnBuilder::new(&c.data_type, rows.len()))
+            .collect();
+        for row in rows {
+            for (field, builder) in builders.iter_mut().enumerate() {
+                decode_value(builder, &self.output[field].data_type, row, field)?;
+            }
+        }
+        Ok(SearchResult {
+            source: SelectSource {
+                table: resolved.table,
+                snapshot: resolved.snapshot,
+                version: resolved.version,
+                columns: self.output,
+            },
+            index: self.index.name,
+            metric: self.index.metric,
+            columns: builders.into_iter().map(ColumnBuilder::finish).collect(),
+            embed_us,
+            plan: None,
+        })
+    }
 }
 
 /// Picks the index named `name`, or the only index, of a version.
@@ -1012,5 +1201,14 @@ mod tests {
                 .contains("cosine, l2 or ip")
         );
         assert_eq!(Metric::Cosine.score_sql("d"), "1 - d");
+    }
+
+    #[test]
+    fn sessions_start_with_the_smallest_candidate_list() {
+        let ef_search = SESSION_SETTINGS
+            .iter()
+            .find(|(name, _)| *name == "hnsw.ef_search")
+            .map(|(_, value)| value.parse::<u64>().unwrap());
+        assert_eq!(ef_search, Some(EF_SEARCH_MIN));
     }
 }

@@ -14,6 +14,7 @@ mod error;
 pub mod expr;
 mod filter;
 mod index;
+pub(crate) use index::SESSION_SETTINGS;
 pub mod input;
 mod insert;
 mod schema;

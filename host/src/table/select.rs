@@ -63,6 +63,7 @@ pub struct OutputColumn {
 }
 
 /// A table, or a snapshot of one, resolved to a table and a write.
+#[derive(Clone)]
 pub(crate) struct Resolved {
     pub table_id: i64,
     pub table: String,
