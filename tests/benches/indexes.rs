@@ -19,7 +19,7 @@ use sandtable::table::input::InputFormat;
 use sandtable::table::{
     Metric, NewColumn, OnError, SearchInput, SearchQuery, SelectQuery, Tables, WriteOptions,
 };
-use sandtable_tests::machine::{chosen_sections, free_cores, load_average};
+use sandtable_tests::machine::{Figures, chosen_sections, free_cores, load_average};
 use sandtable_tests::tables::{add_plugin, load_plugin, setup};
 use sandtable_tests::workspace_root;
 use sqlx::Row;
@@ -212,8 +212,9 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1e3
 }
 
-/// Times `Tables::search` by vector, k = 10, against the SQL it runs, sent
-/// directly on one connection in a transaction with the same settings.
+/// Times `Tables::search` by vector, k = 10, against the statement it runs
+/// less its check of the version, sent directly through the host's pool and
+/// on a connection taken from it, which have the same HNSW settings.
 async fn search(tables: &Tables) -> anyhow::Result<()> {
     let (table, column) = sql_names(tables).await?;
     let vectors = query_vectors(tables).await?;
@@ -243,81 +244,79 @@ async fn search(tables: &Tables) -> anyhow::Result<()> {
         select.join(", "),
         outer.join(", ")
     );
-    let direct = || async {
-        let mut times = Vec::with_capacity(vectors.len());
-        let mut conn = pool.acquire().await?;
-        for vector in &vectors {
-            let started = Instant::now();
-            sqlx::raw_sql(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
-                 SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
-            )
-            .execute(&mut *conn)
-            .await?;
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
-                .bind(write_id)
-                .bind(10i64)
-                .bind(pgvector::Vector::from(vector.clone()))
-                .fetch_all(&mut *conn)
-                .await?;
-            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-            times.push(started.elapsed());
-            assert_eq!(rows.len(), 10);
-            let _: f64 = rows[0].try_get(0)?;
+    // Each query runs through `Tables::search`, then as the statement
+    // through the pool, which tests each connection it hands out with a
+    // round trip, and on a held connection, in turns, so that the three
+    // paths share the machine's load.
+    let mut connection = pool.acquire().await?;
+    let mut times: [Vec<Duration>; 3] = Default::default();
+    for round in 0..=ROUNDS {
+        for (turn, vector) in vectors.iter().enumerate() {
+            for step in 0..3 {
+                let path = (turn + step) % 3;
+                let started = Instant::now();
+                let rows = match path {
+                    0 => {
+                        let query = SearchQuery {
+                            index: None,
+                            input: SearchInput::Vector(vector.clone()),
+                            k: 10,
+                            filter: None,
+                            columns: None,
+                            version: None,
+                            explain: false,
+                        };
+                        tables.search("fortunes", &query).await?.columns[0].len()
+                    }
+                    _ => {
+                        let query = sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                            .bind(write_id)
+                            .bind(10i64)
+                            .bind(pgvector::Vector::from(vector.clone()));
+                        let rows = if path == 1 {
+                            query.fetch_all(pool).await?
+                        } else {
+                            query.fetch_all(&mut *connection).await?
+                        };
+                        let _: f64 = rows[0].try_get(0)?;
+                        rows.len()
+                    }
+                };
+                // The first round warms the caches of every path.
+                if round > 0 {
+                    times[path].push(started.elapsed());
+                }
+                assert_eq!(rows, 10);
+            }
         }
-        anyhow::Ok(times)
-    };
-    let through = || async {
-        let mut times = Vec::with_capacity(vectors.len());
-        for vector in &vectors {
-            let query = SearchQuery {
-                index: None,
-                input: SearchInput::Vector(vector.clone()),
-                k: 10,
-                filter: None,
-                columns: None,
-                version: None,
-                explain: false,
-            };
-            let started = Instant::now();
-            let result = tables.search("fortunes", &query).await?;
-            times.push(started.elapsed());
-            assert_eq!(result.columns[0].len(), 10);
-        }
-        anyhow::Ok(times)
-    };
-    // Warm the caches of both paths.
-    direct().await?;
-    through().await?;
-    println!("search by vector, k = 10, {SEARCHES} queries a round:");
-    println!("{:<28} {:>10} {:>10}", "path", "p50 ms", "p95 ms");
-    let mut ratios = Vec::new();
-    for round in 0..ROUNDS {
-        let (mut ours, mut theirs) = if round % 2 == 0 {
-            let ours = through().await?;
-            (ours, direct().await?)
-        } else {
-            let theirs = direct().await?;
-            (through().await?, theirs)
-        };
-        ours.sort();
-        theirs.sort();
-        println!(
-            "{:<28} {:>10.3} {:>10.3}",
-            "Tables::search",
-            percentile(&ours, 50.0),
-            percentile(&ours, 95.0)
-        );
-        println!(
-            "{:<28} {:>10.3} {:>10.3}",
-            "the same SQL directly",
-            percentile(&theirs, 50.0),
-            percentile(&theirs, 95.0)
-        );
-        ratios.push(percentile(&ours, 50.0) / percentile(&theirs, 50.0));
     }
-    let shown: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
-    println!("p50 ratio, search / direct: {}\n", shown.join(", "));
+    println!(
+        "search by vector, k = 10, {} queries on each path, in turns:",
+        times[0].len()
+    );
+    let mut table = Figures::new(["path", "p50 ms", "p95 ms"]);
+    for (path, name) in [
+        "Tables::search",
+        "the SQL through the pool",
+        "the SQL on a held connection",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        times[path].sort();
+        table.add_row([
+            name.to_owned(),
+            format!("{:.3}", percentile(&times[path], 50.0)),
+            format!("{:.3}", percentile(&times[path], 95.0)),
+        ]);
+    }
+    println!("{table}");
+    let ours = percentile(&times[0], 50.0);
+    println!(
+        "p50 ratio, search / the SQL through the pool: {:.2}; / on a held connection: {:.2}\n",
+        ours / percentile(&times[1], 50.0),
+        ours / percentile(&times[2], 50.0)
+    );
     Ok(())
 }
 

@@ -55,12 +55,12 @@ fn main() -> anyhow::Result<()> {
     println!("load average at start: {}", load_average());
     println!("cores free at start: {:.2}\n", free_cores()?);
 
+    let bytes = std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join("embed_minilm.wasm"))
+        .context("the plugins are built by the tests' build script")?;
     let engine = UdfEngine::new(EngineConfig {
         cache_dir: Some(root.join("target/test-cache")),
         ..EngineConfig::default()
     })?;
-    let bytes = std::fs::read(Path::new(env!("SANDTABLE_PLUGIN_DIR")).join("embed_minilm.wasm"))
-        .context("the plugins are built by the tests' build script")?;
     let started = Instant::now();
     let plugin = engine.load(&bytes)?;
     println!(
@@ -86,7 +86,20 @@ fn main() -> anyhow::Result<()> {
     };
 
     if runs("throughput") {
-        throughput(&root, &model, &sandbox)?;
+        // The same component in an engine without fuel metering, to show
+        // what metering costs.
+        let unmetered_engine = UdfEngine::new(EngineConfig {
+            cache_dir: Some(root.join("target/test-cache")),
+            fuel: false,
+            ..EngineConfig::default()
+        })?;
+        let unmetered_plugin = unmetered_engine.load(&bytes)?;
+        let unmetered = Sandbox {
+            engine: &unmetered_engine,
+            plugin: &unmetered_plugin,
+            context: &context,
+        };
+        throughput(&root, &model, &sandbox, &unmetered)?;
     }
     if runs("limits") {
         limits(&sandbox)?;
@@ -122,7 +135,12 @@ impl Sandbox<'_> {
 }
 
 /// Compares sentences a second in the sandbox and natively.
-fn throughput(root: &Path, model: &Path, sandbox: &Sandbox<'_>) -> anyhow::Result<()> {
+fn throughput(
+    root: &Path,
+    model: &Path,
+    sandbox: &Sandbox<'_>,
+    unmetered: &Sandbox<'_>,
+) -> anyhow::Result<()> {
     let (texts, source) = match fortune_texts(TEXTS)? {
         Some(texts) => (
             texts,
@@ -147,6 +165,7 @@ fn throughput(root: &Path, model: &Path, sandbox: &Sandbox<'_>) -> anyhow::Resul
         "the first call, which loads the model, took {:.2} s\n",
         started.elapsed().as_secs_f64()
     );
+    unmetered.embed(&texts[..1])?;
 
     let mut table = Figures::new(["run", "round", "sentences/s", "vs native, 1 thread"]);
     for round in 1..=ROUNDS {
@@ -159,6 +178,11 @@ fn throughput(root: &Path, model: &Path, sandbox: &Sandbox<'_>) -> anyhow::Resul
             fuel += output.records.iter().map(|r| r.fuel_used).sum::<u64>();
         }
         let sandboxed = texts.len() as f64 / started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        for batch in texts.chunks(BATCH_SIZE) {
+            unmetered.embed(batch)?;
+        }
+        let without_fuel = texts.len() as f64 / started.elapsed().as_secs_f64();
         for (run, rate) in [
             ("native, 1 thread".to_owned(), native_one),
             ("native, all cores".to_owned(), native_all),
@@ -166,6 +190,7 @@ fn throughput(root: &Path, model: &Path, sandbox: &Sandbox<'_>) -> anyhow::Resul
                 format!("sandbox, {} fuel a row", fuel / texts.len() as u64),
                 sandboxed,
             ),
+            ("sandbox, fuel off".to_owned(), without_fuel),
         ] {
             table.add_row([
                 run,
