@@ -209,11 +209,30 @@ async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<(
         "refusing to drop `{name}`, which is not a test database"
     );
     let mut connection = PgConnection::connect_with(admin).await?;
+    let oid: Option<i64> =
+        sqlx::query_scalar("SELECT oid::bigint FROM pg_database WHERE datname = $1")
+            .bind(name)
+            .fetch_optional(&mut connection)
+            .await?;
     sqlx::query(AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
     )))
     .execute(&mut connection)
     .await?;
+    // Roles belong to the cluster, so the tenant roles that tests made in
+    // the database outlive it; their names start with its oid.
+    if let Some(oid) = oid {
+        let roles: Vec<String> =
+            sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolname LIKE $1")
+                .bind(format!("sandtable\\_{oid}\\_%"))
+                .fetch_all(&mut connection)
+                .await?;
+        for role in roles {
+            sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS \"{role}\"")))
+                .execute(&mut connection)
+                .await?;
+        }
+    }
     let _ = connection.close().await;
     Ok(())
 }

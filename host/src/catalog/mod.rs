@@ -1,11 +1,13 @@
 //! The catalog in Postgres: tenants and plugins.
 //!
-//! Every catalog row carries a tenant. Until the server adds tenants there
-//! is one, named [`DEFAULT_TENANT`].
+//! Every catalog row carries a tenant. The default tenant, named
+//! [`DEFAULT_TENANT`], is reached with the host's own role; every other
+//! tenant has a role of its own (see `tenants`).
 
 mod plugins;
 mod reference;
 mod stats;
+mod tenants;
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ pub(crate) use plugins::is_foreign_key_violation;
 pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
 pub use stats::STATS_INTERVAL;
+pub use tenants::{MAX_TENANT_NAME, NewTenant, TenantInfo};
 
 use crate::config::Config;
 use crate::pool::{PoolStore, Pools};
@@ -37,8 +40,24 @@ pub enum CatalogError {
     #[error("catalog migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     /// No tenant has this name.
-    #[error("tenant `{0}` not found")]
+    #[error("tenant `{0}` not found; `sandtable tenant list` shows the tenants")]
     TenantNotFound(String),
+    /// A tenant name is invalid or taken, or the tenant cannot be removed.
+    #[error("{0}")]
+    InvalidTenant(String),
+    /// The host's Postgres role lacks a privilege that managing tenants
+    /// needs.
+    #[error(
+        "Postgres refused: {0}; tenants need a host role with CREATEROLE (`ALTER ROLE ... \
+         CREATEROLE`), or the embedded cluster"
+    )]
+    Privilege(String),
+    /// No tenant has the API key.
+    #[error("the API key is not valid; `sandtable tenant rotate-key NAME` makes a new one")]
+    UnknownKey,
+    /// The operating system gave no random bytes.
+    #[error("could not read random bytes for a key: {0}")]
+    Random(String),
     /// No plugin matches the reference.
     #[error("plugin `{reference}` not found{hint}")]
     PluginNotFound {
