@@ -318,6 +318,63 @@ fn cli_table_lifecycle() {
 }
 
 #[test]
+fn cli_tenants_keep_apart() {
+    let cli = Cli::new();
+    let created = cli.ok(&["tenant", "create", "acme"]);
+    assert!(
+        created.contains("API key, shown only now: st_"),
+        "{created}"
+    );
+    cli.ok(&[
+        "--tenant",
+        "acme",
+        "plugin",
+        "add",
+        path_str(&plugin("text.wasm")),
+    ]);
+    cli.ok(&[
+        "--tenant",
+        "acme",
+        "table",
+        "create",
+        "films",
+        "--column",
+        "title:string",
+    ]);
+    let listed = cli.json(&["--tenant", "acme", "table", "list", "--json"]);
+    assert_eq!(listed[0]["name"], "films", "{listed}");
+    let listed = cli.json(&["table", "list", "--json"]);
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "the default tenant sees acme's table"
+    );
+    let plugins = cli.json(&["plugin", "list", "--json"]);
+    assert_eq!(
+        plugins,
+        serde_json::json!([]),
+        "the default tenant sees acme's plugin"
+    );
+
+    let tenants = cli.json(&["tenant", "list", "--json"]);
+    assert_eq!(tenants[1]["name"], "acme", "{tenants}");
+    assert_eq!(tenants[1]["has_key"], true, "{tenants}");
+    let error = cli.fails(&["--tenant", "nobody", "table", "list"]);
+    assert!(
+        error.contains("tenant `nobody` not found") && error.contains("sandtable tenant list"),
+        "{error}"
+    );
+    let error = cli.fails(&["tenant", "create", "Acme"]);
+    assert!(error.contains("invalid tenant name `Acme`"), "{error}");
+
+    let rotated = cli.ok(&["tenant", "rotate-key", "acme"]);
+    assert!(rotated.contains("st_"), "{rotated}");
+    cli.ok(&["tenant", "remove", "acme"]);
+    let error = cli.fails(&["--tenant", "acme", "table", "list"]);
+    assert!(error.contains("tenant `acme` not found"), "{error}");
+}
+
+#[test]
 fn cli_concurrent_insert_processes() {
     let cli = Cli::new();
     cli.ok(&["plugin", "add", path_str(&plugin("text.wasm"))]);

@@ -7,6 +7,7 @@ mod pool;
 mod present;
 mod stats;
 mod table;
+mod tenant;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +34,17 @@ pub struct Cli {
     /// directory, when it exists.
     #[arg(long, value_name = "FILE", global = true, env = "SANDTABLE_CONFIG")]
     config: Option<PathBuf>,
+
+    /// The tenant whose plugins and tables the command works on, through
+    /// the tenant's own Postgres role.
+    #[arg(
+        long,
+        value_name = "NAME",
+        global = true,
+        env = "SANDTABLE_TENANT",
+        default_value = DEFAULT_TENANT
+    )]
+    tenant: String,
 
     #[command(subcommand)]
     command: Command,
@@ -76,6 +88,9 @@ enum Command {
     /// List resource pools: their rates, use and waits, from every process.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
+    /// Create, list and remove tenants, and replace their API keys.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCommand),
     /// Show calls, rows, faults and latency per function, from every process.
     Stats {
         /// How many minutes back to sum.
@@ -130,7 +145,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return pg::cli::run(command, &database).await;
     }
     let settings = Config::load(&database.home, cli.config.as_deref())?;
-    let config = (database, Arc::new(settings));
+    let config = (database, Arc::new(settings), cli.tenant);
     match cli.command {
         Command::Db(_) => unreachable!("handled above"),
         Command::Pool(command) => pool::run(command, &Env::new(config)).await,
@@ -147,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(command) => index::run_index(command, &Env::new(config)).await,
         Command::Search(args) => index::run_search(args, &Env::new(config)).await,
         Command::Demo(args) => demo::run(args, &Env::new(config)).await,
+        Command::Tenant(command) => tenant::run(command, &Env::new(config)).await,
     }
 }
 
@@ -156,11 +172,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 pub(crate) struct Env {
     config: DatabaseConfig,
     settings: Arc<Config>,
+    tenant: String,
 }
 
 impl Env {
-    fn new((config, settings): (DatabaseConfig, Arc<Config>)) -> Self {
-        Env { config, settings }
+    fn new((config, settings, tenant): (DatabaseConfig, Arc<Config>, String)) -> Self {
+        Env {
+            config,
+            settings,
+            tenant,
+        }
     }
 
     /// Returns the data directory.
@@ -182,14 +203,21 @@ impl Env {
         Ok(UdfEngine::new(config)?)
     }
 
-    /// Connects to the database and opens the catalog for the default
-    /// tenant.
-    async fn catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {
+    /// Connects to the database and opens the catalog as the host's own
+    /// role, which manages tenants.
+    async fn host_catalog(&self) -> anyhow::Result<Catalog> {
         let pool = pg::connect(&self.config).await?;
-        let catalog = Catalog::open(pool)
+        Ok(Catalog::open(pool)
             .await?
-            .with_config(self.settings.clone());
-        let tenant = catalog.tenant(DEFAULT_TENANT).await?;
+            .with_config(self.settings.clone()))
+    }
+
+    /// Connects to the database and opens the catalog as the tenant that
+    /// `--tenant` names reaches it.
+    async fn catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {
+        let catalog = self.host_catalog().await?;
+        let tenant = catalog.tenant(&self.tenant).await?;
+        let catalog = catalog.for_tenant(&tenant).await?;
         Ok((catalog, tenant))
     }
 }
