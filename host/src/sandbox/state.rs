@@ -392,7 +392,7 @@ impl HasData for IoImport {
 /// cannot start a new log line, move the terminal's cursor or reverse the
 /// text around it.
 pub fn sanitize(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars + 16));
+    let mut out = String::with_capacity(text.len().min(max_chars.saturating_add(16)));
     for (count, c) in text.chars().enumerate() {
         if count == max_chars {
             let rest = text.chars().count() - max_chars;
@@ -556,6 +556,11 @@ mod tests {
     fn sanitize_caps_length() {
         let text = sanitize(&"x".repeat(10), 4);
         assert_eq!(text, "xxxx… (6 more characters)");
+    }
+
+    #[test]
+    fn sanitize_without_a_cap() {
+        assert_eq!(sanitize("a\tb", usize::MAX), "a\\tb");
     }
 
     #[test]
