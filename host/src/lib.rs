@@ -9,6 +9,7 @@
 //! - [`pool`] rate-limits what plugins send, per tenant and pool, across
 //!   processes; [`config`] reads the operator's `config.toml`.
 //! - [`fortunes`] reads the fortune corpus of the demo and benchmarks.
+//! - [`server`] is the HTTP API of `sandtable serve`.
 //! - [`cli`] is the `sandtable` command, a thin layer over the rest.
 
 pub mod catalog;
@@ -18,5 +19,23 @@ pub mod fortunes;
 pub mod pg;
 pub mod pool;
 pub mod sandbox;
+pub mod server;
 pub mod table;
 pub mod telemetry;
+
+/// Joins an error and its causes with `: `, leaving out a cause whose text
+/// the message already contains, since some errors (sqlx's among them)
+/// print their source and also return it as the source.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = error.source();
+    }
+    message
+}

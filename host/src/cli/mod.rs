@@ -5,6 +5,7 @@ mod index;
 mod plugin;
 mod pool;
 mod present;
+mod serve;
 mod stats;
 mod table;
 mod tenant;
@@ -88,6 +89,8 @@ enum Command {
     /// List resource pools: their rates, use and waits, from every process.
     #[command(subcommand)]
     Pool(pool::PoolCommand),
+    /// Serve the HTTP API over the tenants' tables.
+    Serve(serve::ServeArgs),
     /// Create, list and remove tenants, and replace their API keys.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
@@ -118,25 +121,10 @@ pub async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", error_chain(&error));
+            eprintln!("error: {}", crate::error_chain(error.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// Joins an error and its causes with `: `, leaving out a cause whose text
-/// the message already contains, since some errors (sqlx's among them)
-/// print their source and also return it as the source.
-fn error_chain(error: &anyhow::Error) -> String {
-    let mut message = error.to_string();
-    for cause in error.chain().skip(1) {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-    }
-    message
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -163,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => index::run_search(args, &Env::new(config)).await,
         Command::Demo(args) => demo::run(args, &Env::new(config)).await,
         Command::Tenant(command) => tenant::run(command, &Env::new(config)).await,
+        Command::Serve(args) => serve::run(args, &Env::new(config)).await,
     }
 }
 

@@ -1,0 +1,50 @@
+//! `sandtable serve`: the HTTP API, until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+
+use super::Env;
+use crate::server;
+
+/// The arguments of `sandtable serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    /// The address and port to listen on.
+    #[arg(long, value_name = "ADDRESS:PORT", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+}
+
+pub(crate) async fn run(args: ServeArgs, env: &Env) -> anyhow::Result<()> {
+    let catalog = env.host_catalog().await?;
+    let engine = env.engine()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}; give a free address with --listen",
+                args.listen
+            )
+        })?;
+    println!("listening on http://{}", listener.local_addr()?);
+    server::serve(listener, server::router(catalog, engine), shutdown_signal()).await?;
+    println!("stopped");
+    Ok(())
+}
+
+/// Completes at the first SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("could not listen for SIGINT and SIGTERM; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = interrupt.recv() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("stopping: the requests in flight finish first");
+}

@@ -1,0 +1,164 @@
+//! `sandtable serve`: an HTTP JSON API over the tenants' tables.
+//!
+//! Every request under `/v1/` other than `/v1/health` carries a tenant's
+//! API key as `Authorization: Bearer KEY`. The key picks the tenant, and the
+//! request runs on that tenant's `Tables`, whose connections log in as the
+//! tenant's own Postgres role. A request for another tenant's table
+//! therefore gets exactly the response a missing table gets, because the
+//! tenant's role cannot see it.
+//!
+//! Errors have one body, `{"error": {"code", "message", "details"}}`. Every
+//! request is logged at the end (target `sandtable::api`): method, path,
+//! tenant, status and latency.
+
+mod error;
+mod routes;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+pub use error::ApiError;
+
+use crate::catalog::{Catalog, CatalogError, Tenant};
+use crate::sandbox::UdfEngine;
+use crate::table::Tables;
+
+/// The state that every request handler shares: the catalog as the host's
+/// role, the engine, and the tables of each tenant that sent a request.
+struct AppState {
+    catalog: Catalog,
+    engine: UdfEngine,
+    tenants: Mutex<HashMap<i64, Tables>>,
+}
+
+/// The tenant a request authenticated as, with its tables.
+#[derive(Clone)]
+struct TenantTables(Tables);
+
+/// Returns the API's router over `catalog`, opened as the host's own role,
+/// and `engine`.
+pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
+    let state = Arc::new(AppState {
+        catalog,
+        engine,
+        tenants: Mutex::default(),
+    });
+    let tenant_routes = routes::tenant_routes()
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state.clone());
+    Router::new()
+        .route("/v1/health", axum::routing::get(routes::health))
+        .merge(tenant_routes)
+        .fallback(routes::no_route)
+        .layer(middleware::from_fn(log_request))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets the
+/// requests in flight finish.
+///
+/// # Errors
+///
+/// Fails when accepting connections fails.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Finds the tenant of the request's API key and hands its tables to the
+/// handler.
+async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(header) = request.headers().get(AUTHORIZATION) else {
+        return ApiError::unauthorized(
+            "the request has no API key; send `Authorization: Bearer KEY`",
+        )
+        .into_response();
+    };
+    let Some(key) = header
+        .to_str()
+        .ok()
+        .and_then(|value| value.strip_prefix("Bearer "))
+    else {
+        return ApiError::unauthorized(
+            "the Authorization header is not `Bearer KEY`; send the tenant's API key after \
+             `Bearer `",
+        )
+        .into_response();
+    };
+    let tenant = match state.catalog.authenticate(key.trim()).await {
+        Ok(tenant) => tenant,
+        Err(CatalogError::UnknownKey) => {
+            return ApiError::unauthorized(
+                "the API key is not valid; `sandtable tenant rotate-key NAME` makes a new one",
+            )
+            .into_response();
+        }
+        Err(error) => return ApiError::from(crate::table::TableError::from(error)).into_response(),
+    };
+    let tables = match tenant_tables(&state, &tenant).await {
+        Ok(tables) => tables,
+        Err(error) => return error.into_response(),
+    };
+    request.extensions_mut().insert(TenantTables(tables));
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(tenant);
+    response
+}
+
+/// Returns the tables of `tenant`, opening its pool on its first request.
+async fn tenant_tables(state: &AppState, tenant: &Tenant) -> Result<Tables, ApiError> {
+    if let Some(tables) = state
+        .tenants
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&tenant.id)
+    {
+        return Ok(tables.clone());
+    }
+    let catalog = state
+        .catalog
+        .for_tenant(tenant)
+        .await
+        .map_err(crate::table::TableError::from)?;
+    let tables = Tables::new(catalog, state.engine.clone(), tenant.clone());
+    let mut tenants = state.tenants.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(tenants.entry(tenant.id).or_insert(tables).clone())
+}
+
+/// Logs each request when its response is ready.
+async fn log_request(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let tenant = response
+        .extensions()
+        .get::<Tenant>()
+        .map_or("-", |tenant| tenant.name.as_str());
+    tracing::info!(
+        target: "sandtable::api",
+        %method,
+        path,
+        tenant,
+        status = response.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,352 @@
+//! The HTTP API of `sandtable serve` on loopback, against a real Postgres:
+//! API keys, one tenant's tables, the same requests from another tenant,
+//! the error body, and a streamed insert.
+
+use sandtable::catalog::NewTenant;
+use sandtable::table::{Metric, Tables};
+use sandtable_tests::tables::{abort, add_plugin, setup};
+use serde_json::{Value, json};
+
+/// A server on a loopback port, stopped when dropped.
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(host: &Tables) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let router = sandtable::server::router(host.catalog().clone(), host.engine().clone());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(sandtable::server::serve(listener, router, async move {
+            let _ = stopped.await;
+        }));
+        Ok(Server {
+            base,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+        })
+    }
+
+    /// Sends a request with `key` as the bearer key, and returns the status
+    /// code and the JSON body.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<reqwest::Body>,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text)
+            .map_err(|error| anyhow::anyhow!("the body is not JSON ({error}): {text}"))?;
+        Ok((status, body))
+    }
+
+    async fn get(&self, path: &str, key: Option<&str>) -> anyhow::Result<(u16, Value)> {
+        self.send(reqwest::Method::GET, path, key, None).await
+    }
+
+    async fn post(&self, path: &str, key: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(key),
+            Some(body.to_string().into()),
+        )
+        .await
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Returns the tables of a tenant as its role reaches them.
+async fn tenant_tables(host: &Tables, created: &NewTenant) -> anyhow::Result<Tables> {
+    Ok(Tables::new(
+        host.catalog().for_tenant(&created.tenant).await?,
+        host.engine().clone(),
+        created.tenant.clone(),
+    ))
+}
+
+/// Checks that `body` is the API's error body with `code`.
+fn assert_error(body: &Value, code: &str) {
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(body["error"]["details"].is_object(), "{body}");
+}
+
+#[tokio::test]
+async fn keys_pick_the_tenant_and_hide_the_others() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let globex = host.catalog().create_tenant("globex").await?;
+    let ours = tenant_tables(&host, &acme).await?;
+    add_plugin(&ours, "hash-embed", "hash_embed.wasm").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    let b = globex.api_key.as_str();
+
+    let (status, body) = server.get("/v1/health", None).await?;
+    assert_eq!((status, body), (200, json!({"status": "ok"})));
+    for key in [None, Some("st_wrong")] {
+        let (status, body) = server.get("/v1/tables", key).await?;
+        assert_eq!(status, 401, "{key:?}: {body}");
+        assert_error(&body, "unauthorized");
+    }
+    let response = server
+        .client
+        .get(format!("{}/v1/tables", server.base))
+        .header("Authorization", format!("Basic {a}"))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 401);
+
+    let (status, body) = server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:string", "n:int"]}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let rows = "{\"body\": \"red fox\", \"n\": 0}\n{\"body\": \"blue whale\", \"n\": 1}\n\
+                {\"body\": \"green frog\", \"n\": 2}\n";
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some(rows.into()),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["rows_added"], 3, "{body}");
+    let (status, body) = server
+        .get("/v1/tables/docs/rows?where=n%20%3E%200&order_by=n", Some(a))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0]["body"], "blue whale", "{body}");
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(2), "{body}");
+    ours.add_index(
+        "docs",
+        "body",
+        "hash-embed.embed8",
+        Metric::L2,
+        None,
+        &abort(),
+        &(),
+    )
+    .await?;
+    let (status, body) = server
+        .post(
+            "/v1/tables/docs/search",
+            a,
+            json!({"text": "blue whale", "k": 2, "columns": "n"}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0]["n"], 1, "{body}");
+    assert_eq!(body["rows"][0]["distance"], 0.0, "{body}");
+
+    // globex gets, for acme's table, exactly what a missing table gives.
+    let requests: [(reqwest::Method, &str, Option<&str>); 5] = [
+        (reqwest::Method::GET, "/v1/tables/{}", None),
+        (reqwest::Method::GET, "/v1/tables/{}/rows", None),
+        (
+            reqwest::Method::POST,
+            "/v1/tables/{}/rows",
+            Some("{\"body\": \"planted\", \"n\": 9}\n"),
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/tables/{}/search",
+            Some("{\"vector\": [0, 0, 0, 0, 0, 0, 0, 0]}"),
+        ),
+        (reqwest::Method::DELETE, "/v1/tables/{}", None),
+    ];
+    for (method, path, body) in requests {
+        let mut answers = Vec::new();
+        for table in ["docs", "nothere"] {
+            let (status, answer) = server
+                .send(
+                    method.clone(),
+                    &path.replace("{}", table),
+                    Some(b),
+                    body.map(|b| b.to_owned().into()),
+                )
+                .await?;
+            assert_eq!(status, 404, "{method} {path}: {answer}");
+            assert_error(&answer, "not_found");
+            let message = answer["error"]["message"].as_str().unwrap_or_default();
+            answers.push(message.replace(table, "NAME"));
+        }
+        assert_eq!(answers[0], answers[1], "{method} {path}");
+    }
+    let (_, body) = server.get("/v1/tables", Some(b)).await?;
+    assert_eq!(body, json!([]));
+    let (_, body) = server.get("/v1/plugins", Some(b)).await?;
+    assert_eq!(body, json!([]));
+    let (_, body) = server.get("/v1/tables/docs/rows", Some(a)).await?;
+    assert_eq!(
+        body["rows"].as_array().map(Vec::len),
+        Some(3),
+        "acme's rows changed"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_requests_get_the_error_body() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+
+    let (status, body) = server
+        .post("/v1/tables", a, json!({"nme": "docs", "columns": []}))
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nme"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:text"]}),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["n:int"]}),
+        )
+        .await?;
+    let (status, body) = server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["n:int"]}),
+        )
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert_error(&body, "conflict");
+
+    let rows = "{\"n\": 1}\n{\"n\": \"two\"}\n";
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some(rows.into()),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    assert_eq!(body["error"]["details"]["row"], 2, "{body}");
+    let (_, body) = server.get("/v1/tables/docs/rows", Some(a)).await?;
+    assert_eq!(body["rows"], json!([]), "a rejected insert stored rows");
+
+    let (status, body) = server
+        .get("/v1/tables/docs/rows?where=n%20%3E", Some(a))
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows?format=xml",
+            Some(a),
+            Some("".into()),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("xml"),
+        "{body}"
+    );
+    let (status, body) = server
+        .post("/v1/tables/docs/search", a, json!({"k": 3}))
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    let (status, body) = server.get("/v2/anything", Some(a)).await?;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "not_found");
+    Ok(())
+}
+
+#[tokio::test]
+async fn insert_streamed_arrives_whole() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "nums", "columns": ["n:int", "s:string"]}),
+        )
+        .await?;
+
+    // 50,000 rows sent in chunks of 1,000 lines, so the body is never whole
+    // in one buffer.
+    const ROWS: usize = 50_000;
+    let chunks = (0..ROWS / 1000).map(|chunk| {
+        let text: String = (chunk * 1000..(chunk + 1) * 1000)
+            .map(|n| format!("{{\"n\": {n}, \"s\": \"row {n}\"}}\n"))
+            .collect();
+        Ok::<_, std::io::Error>(text)
+    });
+    let body = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let (status, summary) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/nums/rows",
+            Some(a),
+            Some(body),
+        )
+        .await?;
+    assert_eq!(status, 201, "{summary}");
+    assert_eq!(summary["rows_added"], ROWS, "{summary}");
+    let (_, body) = server
+        .get("/v1/tables/nums/rows?order_by=n&desc=true&limit=1", Some(a))
+        .await?;
+    assert_eq!(body["rows"][0]["n"], ROWS - 1, "{body}");
+    Ok(())
+}
