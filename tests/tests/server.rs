@@ -4,7 +4,7 @@
 
 use sandtable::catalog::NewTenant;
 use sandtable::table::{Metric, Tables};
-use sandtable_tests::tables::{abort, add_plugin, setup};
+use sandtable_tests::tables::{abort, add_plugin, plugin_bytes, setup};
 use serde_json::{Value, json};
 
 /// A server on a loopback port, stopped when dropped.
@@ -348,5 +348,123 @@ async fn insert_streamed_arrives_whole() -> anyhow::Result<()> {
         .get("/v1/tables/nums/rows?order_by=n&desc=true&limit=1", Some(a))
         .await?;
     assert_eq!(body["rows"][0]["n"], ROWS - 1, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn plugins_columns_indexes_and_snapshots() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    let upload = |path: &'static str, bytes: Vec<u8>| {
+        server.send(reqwest::Method::POST, path, Some(a), Some(bytes.into()))
+    };
+
+    let (status, body) = upload("/v1/plugins", plugin_bytes("text.wasm")).await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["entry"]["name"], "text", "{body}");
+    let (status, body) = upload("/v1/plugins", plugin_bytes("text.wasm")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["created"], false, "{body}");
+    let (status, body) = upload("/v1/plugins", b"not a component".to_vec()).await?;
+    assert_eq!(status, 400, "{body}");
+    assert_error(&body, "invalid");
+    let (status, body) = upload("/v1/plugins?name=Bad%20Name", plugin_bytes("text.wasm")).await?;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = upload("/v1/plugins?name=embed", plugin_bytes("hash_embed.wasm")).await?;
+    assert_eq!(status, 201, "{body}");
+
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:string"]}),
+        )
+        .await?;
+    let rows = "{\"body\": \"red fox\"}\n{\"body\": \"blue whale\"}\n";
+    server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some(rows.into()),
+        )
+        .await?;
+    let (status, body) = server
+        .post(
+            "/v1/tables/docs/columns",
+            a,
+            json!({"name": "loud", "expression": "text.upper(body)"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server
+        .post(
+            "/v1/tables/docs/indexes",
+            a,
+            json!({"column": "body", "embedding": "embed.embed8", "metric": "l2"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["index"], "body_embed8", "{body}");
+    let (status, body) = server
+        .post(
+            "/v1/tables/docs/search",
+            a,
+            json!({"text": "red fox", "k": 1}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"][0]["loud"], "RED FOX", "{body}");
+
+    let (status, body) = server
+        .post(
+            "/v1/snapshots",
+            a,
+            json!({"name": "first", "table": "docs"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some("{\"body\": \"green frog\"}\n".into()),
+        )
+        .await?;
+    let (_, body) = server.get("/v1/tables/first/rows", Some(a)).await?;
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(2), "{body}");
+    let (_, body) = server.get("/v1/tables/docs/rows", Some(a)).await?;
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(3), "{body}");
+    let (_, body) = server.get("/v1/tables/docs/history", Some(a)).await?;
+    assert_eq!(body.as_array().map(Vec::len), Some(5), "{body}");
+    let (_, body) = server.get("/v1/snapshots", Some(a)).await?;
+    assert_eq!(body[0]["name"], "first", "{body}");
+
+    let (status, body) = server
+        .send(reqwest::Method::DELETE, "/v1/plugins/text", Some(a), None)
+        .await?;
+    assert_eq!(status, 409, "{body}");
+    assert_error(&body, "conflict");
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/snapshots/first",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/snapshots/first",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 404, "{body}");
     Ok(())
 }

@@ -60,7 +60,18 @@ impl From<TableError> for ApiError {
             TableError::Catalog(
                 CatalogError::PluginNotFound { .. } | CatalogError::TenantNotFound(_),
             ) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
-            TableError::Catalog(CatalogError::InvalidTenant(_)) => ApiError::invalid(message),
+            TableError::Catalog(CatalogError::PluginInUse { .. }) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", message)
+            }
+            TableError::Catalog(
+                CatalogError::InvalidTenant(_)
+                | CatalogError::AmbiguousReference { .. }
+                | CatalogError::ConflictingRemoval { .. }
+                | CatalogError::UndeclaredDirectory { .. }
+                | CatalogError::UndeclaredHost { .. }
+                | CatalogError::GrantNotDirectory { .. }
+                | CatalogError::GrantMoved { .. },
+            ) => ApiError::invalid(message),
             error => {
                 // The host's own failures keep their detail in the log only.
                 tracing::error!(error = crate::error_chain(&error), "request failed");

@@ -13,11 +13,12 @@ use serde_json::{Value, json};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{ApiError, AppState, TenantTables};
+use crate::catalog::PluginRef;
 use crate::sandbox::Column;
 use crate::table::input::InputFormat;
 use crate::table::values::cell_json;
 use crate::table::{
-    NewColumn, OnError, OutputColumn, SearchInput, SearchQuery, SelectQuery, TableError,
+    Metric, NewColumn, OnError, OutputColumn, SearchInput, SearchQuery, SelectQuery, TableError,
     WriteOptions,
 };
 
@@ -34,7 +35,16 @@ pub(super) fn tenant_routes() -> Router<Arc<AppState>> {
             get(select_rows).post(insert_rows),
         )
         .route("/v1/tables/{table}/search", post(search))
-        .route("/v1/plugins", get(list_plugins))
+        .route("/v1/tables/{table}/columns", post(add_column))
+        .route("/v1/tables/{table}/indexes", post(add_index))
+        .route("/v1/tables/{table}/history", get(history))
+        .route("/v1/snapshots", get(list_snapshots).post(create_snapshot))
+        .route(
+            "/v1/snapshots/{snapshot}",
+            axum::routing::delete(drop_snapshot),
+        )
+        .route("/v1/plugins", get(list_plugins).post(add_plugin))
+        .route("/v1/plugins/{plugin}", axum::routing::delete(remove_plugin))
 }
 
 /// `GET /v1/health`: whether the server is up.
@@ -156,15 +166,7 @@ async fn insert_rows(
             )));
         }
     };
-    let on_error = match query.on_error.as_deref().unwrap_or("abort") {
-        "abort" => OnError::Abort,
-        "ignore" => OnError::Ignore,
-        other => {
-            return Err(ApiError::invalid(format!(
-                "on_error `{other}` is not known; use abort or ignore"
-            )));
-        }
-    };
+    let on_error = on_error(query.on_error.as_deref())?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = std::io::BufReader::new(SyncIoBridge::new(StreamReader::new(stream)));
     let options = WriteOptions {
@@ -269,4 +271,207 @@ async fn list_plugins(Extension(tenant): Extension<TenantTables>) -> Result<Json
         .await
         .map_err(TableError::from)?;
     Ok(Json(json!(plugins)))
+}
+
+/// The query of `POST /v1/plugins`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPlugin {
+    /// The catalog name; the name the component describes by default.
+    name: Option<String>,
+}
+
+/// `POST /v1/plugins`: validates the component in the body and stores it as
+/// the next catalog version of its name.
+async fn add_plugin(
+    Extension(tenant): Extension<TenantTables>,
+    Query(query): Query<AddPlugin>,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tables = tenant.0;
+    if let Some(name) = &query.name {
+        crate::sandbox::check_name("plugin name", name).map_err(ApiError::invalid)?;
+    }
+    let max = tables.engine().config().max_component_bytes;
+    let bytes = axum::body::to_bytes(body, max).await.map_err(|error| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the component could not be read, or is over {max} bytes: {error}"),
+        )
+    })?;
+    let engine = tables.engine().clone();
+    let (bytes, loaded) = tokio::task::spawn_blocking(move || {
+        let loaded = engine.load(&bytes);
+        (bytes, loaded)
+    })
+    .await
+    .map_err(|error| ApiError::invalid(format!("loading the component failed: {error}")))?;
+    let plugin = loaded.map_err(|error| {
+        ApiError::invalid(format!(
+            "the component does not load: {}",
+            crate::error_chain(&error)
+        ))
+    })?;
+    let name = query
+        .name
+        .unwrap_or_else(|| plugin.description().name.clone());
+    let added = tables
+        .catalog()
+        .add_plugin(tables.tenant(), &name, &bytes, &plugin)
+        .await
+        .map_err(TableError::from)?;
+    let status = if added.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(json!(added))))
+}
+
+/// The query of `DELETE /v1/plugins/{plugin}`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemovePlugin {
+    #[serde(default)]
+    all_versions: bool,
+}
+
+/// `DELETE /v1/plugins/{plugin}`: removes `NAME@VERSION`, or every version
+/// of `NAME` with `all_versions=true`.
+async fn remove_plugin(
+    Extension(tenant): Extension<TenantTables>,
+    Path(plugin): Path<String>,
+    Query(query): Query<RemovePlugin>,
+) -> Result<Json<Value>, ApiError> {
+    let reference: PluginRef = plugin
+        .parse()
+        .map_err(|error: crate::catalog::InvalidReference| ApiError::invalid(error.to_string()))?;
+    let removed = tenant
+        .0
+        .catalog()
+        .remove_plugin(tenant.0.tenant(), &reference, query.all_versions)
+        .await
+        .map_err(TableError::from)?;
+    Ok(Json(json!({"removed": removed})))
+}
+
+/// The body of `POST /v1/tables/{table}/columns`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddColumn {
+    name: String,
+    /// `PLUGIN.FUNCTION(COLUMN, ...)`.
+    expression: String,
+    on_error: Option<String>,
+}
+
+/// Parses `abort` or `ignore`, `abort` when missing.
+fn on_error(text: Option<&str>) -> Result<OnError, ApiError> {
+    match text.unwrap_or("abort") {
+        "abort" => Ok(OnError::Abort),
+        "ignore" => Ok(OnError::Ignore),
+        other => Err(ApiError::invalid(format!(
+            "on_error `{other}` is not known; use abort or ignore"
+        ))),
+    }
+}
+
+/// `POST /v1/tables/{table}/columns`: adds a computed column and fills it,
+/// as one new version.
+async fn add_column(
+    Extension(tenant): Extension<TenantTables>,
+    Path(table): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: AddColumn = parse_body(&body)?;
+    let options = WriteOptions {
+        on_error: on_error(request.on_error.as_deref())?,
+        ..WriteOptions::default()
+    };
+    let added = tenant
+        .0
+        .add_computed_column(&table, &request.name, &request.expression, &options, &())
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(added))))
+}
+
+/// The body of `POST /v1/tables/{table}/indexes`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddIndex {
+    /// The text column to embed.
+    column: String,
+    /// `PLUGIN.FUNCTION`, which returns vectors.
+    embedding: String,
+    /// `cosine` (the default), `l2` or `ip`.
+    metric: Option<String>,
+    name: Option<String>,
+}
+
+/// `POST /v1/tables/{table}/indexes`: adds an embedding index and fills it.
+async fn add_index(
+    Extension(tenant): Extension<TenantTables>,
+    Path(table): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: AddIndex = parse_body(&body)?;
+    let metric: Metric = request.metric.as_deref().unwrap_or("cosine").parse()?;
+    let added = tenant
+        .0
+        .add_index(
+            &table,
+            &request.column,
+            &request.embedding,
+            metric,
+            request.name.as_deref(),
+            &WriteOptions::default(),
+            &(),
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(added))))
+}
+
+/// `GET /v1/tables/{table}/history`: the table's versions.
+async fn history(
+    Extension(tenant): Extension<TenantTables>,
+    Path(table): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(tenant.0.history(&table).await?)))
+}
+
+/// The body of `POST /v1/snapshots`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateSnapshot {
+    name: String,
+    table: String,
+    /// The version to pin; the latest by default.
+    version: Option<i64>,
+}
+
+async fn create_snapshot(
+    Extension(tenant): Extension<TenantTables>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let request: CreateSnapshot = parse_body(&body)?;
+    let snapshot = tenant
+        .0
+        .create_snapshot(&request.name, &request.table, request.version)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!(snapshot))))
+}
+
+async fn list_snapshots(
+    Extension(tenant): Extension<TenantTables>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!(tenant.0.list_snapshots().await?)))
+}
+
+async fn drop_snapshot(
+    Extension(tenant): Extension<TenantTables>,
+    Path(snapshot): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    tenant.0.drop_snapshot(&snapshot).await?;
+    Ok(Json(json!({"dropped": snapshot})))
 }
