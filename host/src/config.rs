@@ -17,6 +17,13 @@
 //!
 //! [plugins.text]
 //! pool = "request-rate:my_service"
+//!
+//! # Quotas of every tenant of `sandtable serve`, and of one tenant.
+//! [quotas]
+//! requests_per_minute = 6000
+//!
+//! [quotas.acme]
+//! requests_per_minute = 600
 //! ```
 //!
 //! Every key is checked: an unknown one, or a value out of range, fails the
@@ -78,6 +85,10 @@ const POOL_KEYS: &[&str] = &[
     "token_burst",
     "deny",
 ];
+
+/// The API requests a minute that a tenant may send when no quota sets
+/// another number.
+pub const DEFAULT_TENANT_REQUESTS_PER_MINUTE: u32 = 6000;
 
 /// The largest rate a pool may set, a million requests a second.
 const MAX_REQUESTS_PER_MINUTE: u32 = 60_000_000;
@@ -225,6 +236,21 @@ pub struct PluginSettings {
     pub pool: Option<String>,
 }
 
+/// A tenant's quotas in `sandtable serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quotas {
+    /// API requests a minute; over it, requests get 429.
+    pub requests_per_minute: u32,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            requests_per_minute: DEFAULT_TENANT_REQUESTS_PER_MINUTE,
+        }
+    }
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Config {
@@ -234,6 +260,10 @@ pub struct Config {
     pub pools: BTreeMap<String, PoolSpec>,
     /// Settings by plugin name.
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// Every tenant's quotas, unless `tenant_quotas` names the tenant.
+    pub quotas: Quotas,
+    /// Quotas by tenant name.
+    pub tenant_quotas: BTreeMap<String, Quotas>,
     /// Pool keys set by environment variables, by normalized pool name.
     pool_env: BTreeMap<String, Vec<(String, String, String)>>,
     /// The file the configuration came from, if any.
@@ -266,6 +296,12 @@ struct PoolSection {
 #[serde(deny_unknown_fields)]
 struct PluginSection {
     pool: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotaSection {
+    requests_per_minute: Option<u32>,
 }
 
 impl Config {
@@ -329,6 +365,27 @@ impl Config {
                         config.pools.insert(pool, spec);
                     }
                 }
+                "quotas" => {
+                    let toml::Value::Table(quotas) = value else {
+                        return Err(not_a_table(origin, "quotas"));
+                    };
+                    // Tables are tenants; the other keys are every tenant's.
+                    let (tenants, defaults): (toml::Table, toml::Table) = quotas
+                        .into_iter()
+                        .partition(|(_, value)| matches!(value, toml::Value::Table(_)));
+                    let defaults = section(toml::Value::Table(defaults), origin, "[quotas]")?;
+                    config.quotas = quotas_from(defaults, Quotas::default(), origin, "[quotas]")?;
+                    for (tenant, value) in tenants {
+                        let label = format!("[quotas.{tenant}]");
+                        let quotas = quotas_from(
+                            section(value, origin, &label)?,
+                            config.quotas,
+                            origin,
+                            &label,
+                        )?;
+                        config.tenant_quotas.insert(tenant, quotas);
+                    }
+                }
                 "plugins" => {
                     let toml::Value::Table(plugins) = value else {
                         return Err(not_a_table(origin, "plugins"));
@@ -351,8 +408,8 @@ impl Config {
                             section: "the top level".to_owned(),
                             key: provider.to_owned(),
                             expected: format!(
-                                "the sections `[http]`, `[pools.\"NAME\"]` and `[plugins.NAME]`, \
-                                 and the provider sections {}; set any other pool as \
+                                "the sections `[http]`, `[pools.\"NAME\"]`, `[plugins.NAME]` and \
+                                 `[quotas]`, and the provider sections {}; set any other pool as \
                                  `[pools.\"NAME\"]`",
                                 quote_list(PROVIDERS)
                             ),
@@ -386,6 +443,11 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Returns the quotas of tenant `name`.
+    pub fn tenant_quotas(&self, name: &str) -> Quotas {
+        self.tenant_quotas.get(name).copied().unwrap_or(self.quotas)
     }
 
     /// Applies `SANDTABLE_HTTP_*` and `SANDTABLE_POOL_*` variables.
@@ -601,6 +663,28 @@ fn section<T: serde::de::DeserializeOwned>(
             }
         }
     })
+}
+
+/// Returns `base` with the keys that `section` sets.
+fn quotas_from(
+    section: QuotaSection,
+    base: Quotas,
+    origin: &str,
+    label: &str,
+) -> Result<Quotas, ConfigError> {
+    let mut quotas = base;
+    if let Some(requests) = section.requests_per_minute {
+        if requests == 0 {
+            return Err(ConfigError::BadValue {
+                origin: origin.to_owned(),
+                section: label.to_owned(),
+                key: "requests_per_minute".to_owned(),
+                reason: "0 would refuse every request; give at least 1".to_owned(),
+            });
+        }
+        quotas.requests_per_minute = requests;
+    }
+    Ok(quotas)
 }
 
 fn both_sections(origin: &str, name: &str) -> ConfigError {
@@ -860,6 +944,39 @@ mod tests {
             error.contains("`timeout`") && error.contains("timeout_ms"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn quotas_default_and_per_tenant() {
+        let config = Config::parse(
+            "[quotas]\nrequests_per_minute = 100\n[quotas.acme]\nrequests_per_minute = 5\n",
+            "c.toml",
+        )
+        .unwrap();
+        assert_eq!(config.tenant_quotas("acme").requests_per_minute, 5);
+        assert_eq!(config.tenant_quotas("globex").requests_per_minute, 100);
+        let config = Config::parse("", "c.toml").unwrap();
+        assert_eq!(
+            config.tenant_quotas("acme").requests_per_minute,
+            DEFAULT_TENANT_REQUESTS_PER_MINUTE
+        );
+        for (text, expected) in [
+            (
+                "[quotas]\nrequests_per_minute = 0\n",
+                "`requests_per_minute`",
+            ),
+            ("[quotas.acme]\nrequests_per_minute = 0\n", "[quotas.acme]"),
+            (
+                "[quotas.acme]\nrequest_per_minute = 9\n",
+                "`request_per_minute`",
+            ),
+            ("[quotas]\nfuel = 9\n", "`fuel`"),
+            ("quotas = 3\n", "quotas"),
+        ] {
+            let error = Config::parse(text, "c.toml").unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(error.contains("c.toml"), "{error}");
+        }
     }
 
     #[test]

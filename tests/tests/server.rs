@@ -3,8 +3,9 @@
 //! the error body, and a streamed insert.
 
 use sandtable::catalog::NewTenant;
+use sandtable::config::Config;
 use sandtable::table::{Metric, Tables};
-use sandtable_tests::tables::{abort, add_plugin, plugin_bytes, setup};
+use sandtable_tests::tables::{abort, add_plugin, plugin_bytes, setup, setup_with};
 use serde_json::{Value, json};
 
 /// A server on a loopback port, stopped when dropped.
@@ -466,5 +467,49 @@ async fn plugins_columns_indexes_and_snapshots() -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(status, 404, "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn request_quota_gives_429_with_retry_after() -> anyhow::Result<()> {
+    let config = Config::parse("[quotas.acme]\nrequests_per_minute = 3\n", "test config")?;
+    let (_db, host) = setup_with(config, &[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let globex = host.catalog().create_tenant("globex").await?;
+    let server = Server::start(&host).await?;
+
+    for _ in 0..3 {
+        let (status, body) = server.get("/v1/tables", Some(&acme.api_key)).await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    let response = server
+        .client
+        .get(format!("{}/v1/tables", server.base))
+        .bearer_auth(&acme.api_key)
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 429);
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no Retry-After in {:?}", response.headers()))?;
+    assert!((1..=20).contains(&retry_after), "Retry-After {retry_after}");
+    let body: Value = response.json().await?;
+    assert_error(&body, "quota");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("quota of 3"),
+        "{body}"
+    );
+
+    // Another tenant has the default quota, untouched by acme's requests.
+    for _ in 0..5 {
+        let (status, body) = server.get("/v1/tables", Some(&globex.api_key)).await?;
+        assert_eq!(status, 200, "{body}");
+    }
     Ok(())
 }

@@ -7,7 +7,10 @@
 //! therefore gets exactly the response a missing table gets, because the
 //! tenant's role cannot see it.
 //!
-//! Errors have one body, `{"error": {"code", "message", "details"}}`. Every
+//! Each tenant may send as many requests a minute as its quota in the
+//! configuration allows (`[quotas]`); past that, requests get 429 with
+//! `Retry-After`. Errors have one body,
+//! `{"error": {"code", "message", "details"}}`. Every
 //! request is logged at the end (target `sandtable::api`): method, path,
 //! tenant, status and latency.
 
@@ -16,14 +19,18 @@ mod routes;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use governor::clock::Clock as _;
+use governor::{DefaultDirectRateLimiter, Quota};
 
 pub use error::ApiError;
 
@@ -37,6 +44,8 @@ struct AppState {
     catalog: Catalog,
     engine: UdfEngine,
     tenants: Mutex<HashMap<i64, Tables>>,
+    /// Each tenant's limiter of API requests a minute, from its quotas.
+    limiters: Mutex<HashMap<i64, Arc<DefaultDirectRateLimiter>>>,
 }
 
 /// The tenant a request authenticated as, with its tables.
@@ -50,6 +59,7 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
         catalog,
         engine,
         tenants: Mutex::default(),
+        limiters: Mutex::default(),
     });
     let tenant_routes = routes::tenant_routes()
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -111,6 +121,31 @@ async fn authenticate(
         }
         Err(error) => return ApiError::from(crate::table::TableError::from(error)).into_response(),
     };
+    if let Err(wait) = request_limiter(&state, &tenant).check() {
+        let wait = wait.wait_time_from(governor::clock::DefaultClock::default().now());
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let quota = state
+            .catalog
+            .pools()
+            .config()
+            .tenant_quotas(&tenant.name)
+            .requests_per_minute;
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota",
+            format!(
+                "tenant `{}` is over its quota of {quota} API requests a minute; retry after \
+                 {seconds} s",
+                tenant.name
+            ),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        response.extensions_mut().insert(tenant);
+        return response;
+    }
     let tables = match tenant_tables(&state, &tenant).await {
         Ok(tables) => tables,
         Err(error) => return error.into_response(),
@@ -139,6 +174,20 @@ async fn tenant_tables(state: &AppState, tenant: &Tenant) -> Result<Tables, ApiE
     let tables = Tables::new(catalog, state.engine.clone(), tenant.clone());
     let mut tenants = state.tenants.lock().unwrap_or_else(|e| e.into_inner());
     Ok(tenants.entry(tenant.id).or_insert(tables).clone())
+}
+
+/// Returns the limiter of `tenant`'s API requests, made on its first
+/// request from the quotas of the configuration.
+fn request_limiter(state: &AppState, tenant: &Tenant) -> Arc<DefaultDirectRateLimiter> {
+    let mut limiters = state.limiters.lock().unwrap_or_else(|e| e.into_inner());
+    limiters
+        .entry(tenant.id)
+        .or_insert_with(|| {
+            let quotas = state.catalog.pools().config().tenant_quotas(&tenant.name);
+            let rate = NonZeroU32::new(quotas.requests_per_minute).unwrap_or(NonZeroU32::MIN);
+            Arc::new(DefaultDirectRateLimiter::direct(Quota::per_minute(rate)))
+        })
+        .clone()
 }
 
 /// Logs each request when its response is ready.
