@@ -45,11 +45,20 @@ ALTER TABLE sandtable.tables ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenant ON sandtable.tables
     USING (tenant_id = sandtable.session_tenant());
 ALTER TABLE sandtable.column_spec_plugins ENABLE ROW LEVEL SECURITY;
+-- A row's column spec must be the tenant's own too, so that no tenant
+-- attaches rows to another's spec, or learns from a key which specs exist.
 CREATE POLICY own_tenant ON sandtable.column_spec_plugins
-    USING (tenant_id = sandtable.session_tenant());
+    USING (tenant_id = sandtable.session_tenant())
+    WITH CHECK (tenant_id = sandtable.session_tenant()
+                AND column_id IN (SELECT id FROM sandtable.columns));
 ALTER TABLE sandtable.snapshots ENABLE ROW LEVEL SECURITY;
+-- A snapshot must name the tenant's own table too: a snapshot keeps its
+-- table from being dropped, and its foreign key would tell which table ids
+-- exist.
 CREATE POLICY own_tenant ON sandtable.snapshots
-    USING (tenant_id = sandtable.session_tenant());
+    USING (tenant_id = sandtable.session_tenant())
+    WITH CHECK (tenant_id = sandtable.session_tenant()
+                AND table_id IN (SELECT id FROM sandtable.tables));
 ALTER TABLE sandtable.pools ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenant ON sandtable.pools
     USING (tenant_id = sandtable.session_tenant());
@@ -61,7 +70,9 @@ CREATE POLICY own_tenant ON sandtable.plugin_hosts
     USING (tenant_id = sandtable.session_tenant());
 
 -- The catalog tables keyed by a table or a column, which belong to the
--- tenant of that table. The subqueries read `tables` under its own policy.
+-- tenant of that table. The subqueries read `tables` and `columns` under
+-- their own policies. A policy without WITH CHECK checks new rows with its
+-- USING expression.
 ALTER TABLE sandtable.table_versions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenant ON sandtable.table_versions
     USING (table_id IN (SELECT id FROM sandtable.tables));
@@ -70,7 +81,10 @@ CREATE POLICY own_tenant ON sandtable.columns
     USING (table_id IN (SELECT id FROM sandtable.tables));
 ALTER TABLE sandtable.indexes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenant ON sandtable.indexes
-    USING (table_id IN (SELECT id FROM sandtable.tables));
+    USING (table_id IN (SELECT id FROM sandtable.tables))
+    WITH CHECK (table_id IN (SELECT id FROM sandtable.tables)
+                AND column_id IN (SELECT id FROM sandtable.columns)
+                AND source_column IN (SELECT id FROM sandtable.columns));
 ALTER TABLE sandtable.column_specs ENABLE ROW LEVEL SECURITY;
 CREATE POLICY own_tenant ON sandtable.column_specs
     USING (column_id IN (SELECT id FROM sandtable.columns));

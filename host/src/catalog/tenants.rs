@@ -163,13 +163,24 @@ impl Catalog {
         }
         let mut tx = self.pool.begin().await?;
         let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
-            "SELECT id, schema_name, role_name FROM sandtable.tenants WHERE name = $1 FOR UPDATE",
+            "SELECT id, schema_name, role_name FROM sandtable.tenants WHERE name = $1",
         )
         .bind(name)
         .fetch_optional(&mut *tx)
         .await?;
         let (id, schema_name, role_name) =
             row.ok_or_else(|| CatalogError::TenantNotFound(name.to_owned()))?;
+
+        // The schema goes first, while this transaction holds no catalog
+        // row. A write locks its table before it writes catalog rows, so
+        // dropping the tables waits for the writes in progress, and none of
+        // them then waits for a catalog row this transaction has locked.
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema_name}\" CASCADE"
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(privilege_error)?;
         // Snapshots name tables, and the tables' column specs name plugin
         // versions, so each goes before what it names.
         for statement in [
@@ -178,16 +189,14 @@ impl Catalog {
         ] {
             sqlx::query(statement).bind(id).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM sandtable.tenants WHERE id = $1")
+        let deleted = sqlx::query("DELETE FROM sandtable.tenants WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema_name}\" CASCADE"
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(privilege_error)?;
+        // Another removal of the tenant committed after the lookup above.
+        if deleted.rows_affected() == 0 {
+            return Err(CatalogError::TenantNotFound(name.to_owned()));
+        }
         if let Some(role_name) = role_name {
             for statement in [
                 format!("DROP OWNED BY \"{role_name}\""),
@@ -282,10 +291,11 @@ impl Catalog {
     /// Creates the database's group role of tenant roles when it is
     /// missing, grants it the catalog, and returns its name.
     ///
-    /// NOTE: the grants cover the catalog tables that exist when a tenant
-    /// is created. A migration that adds a catalog table must grant it to
-    /// the group role itself, or tenants made earlier lack it until the
-    /// next `create_tenant`.
+    /// NOTE: the grants cover the catalog tables and columns that exist
+    /// when a tenant is created. A migration that adds a catalog table, or
+    /// a column to a table with an identity column, must grant it to the
+    /// group role itself, or tenants made earlier lack it until the next
+    /// `create_tenant`.
     async fn ensure_group_role(&self) -> Result<String, CatalogError> {
         let group = format!("sandtable_{}_tenants", self.database_oid().await?);
         let mut tx = self.pool.begin().await?;
@@ -309,7 +319,14 @@ impl Catalog {
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} \
                  TO \"{group}\""
             ),
-            format!("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO \"{group}\""),
+            // Identity columns take their values without any privilege on
+            // their sequences, so tenants need none. With `nextval`, a
+            // tenant could push table ids past 2^31 - 1, where the integer
+            // lock keys of `sandtable.begin_write` fail for every tenant.
+            format!("REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM \"{group}\""),
+        ]);
+        statements.extend(identity_grants(&mut tx, &group).await?);
+        statements.extend([
             // A tenant reads its own row of `tenants`, but neither its role's
             // password nor any key hash, and none of the migrations' records.
             format!("REVOKE ALL ON {schema}.tenants, {schema}._sqlx_migrations FROM \"{group}\""),
@@ -337,6 +354,41 @@ impl Catalog {
         .fetch_one(&self.pool)
         .await?)
     }
+}
+
+/// Returns the statements that limit `group`'s inserts and updates of the
+/// catalog tables with an identity column to their other columns.
+///
+/// `OVERRIDING SYSTEM VALUE` lets an insert choose an identity column's
+/// value, and a tenant that inserted ids ahead of the sequence would make
+/// every tenant's next insert fail on the primary key. `tenants` is left
+/// out, since tenants get no write privilege on it at all.
+async fn identity_grants(
+    conn: &mut sqlx::PgConnection,
+    group: &str,
+) -> Result<Vec<String>, CatalogError> {
+    let rows: Vec<(String, String)> = sqlx::query_as(
+        "SELECT format('REVOKE INSERT, UPDATE ON %I.%I FROM %I', n.nspname, c.relname, $2), \
+                format('GRANT INSERT (%1$s), UPDATE (%1$s) ON %2$I.%3$I TO %4$I', \
+                       string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) \
+                           FILTER (WHERE a.attidentity = '' AND a.attgenerated = ''), \
+                       n.nspname, c.relname, $2) \
+           FROM pg_class c \
+           JOIN pg_namespace n ON n.oid = c.relnamespace \
+           JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+          WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND c.relname <> 'tenants' \
+          GROUP BY n.nspname, c.relname \
+         HAVING bool_or(a.attidentity <> '') \
+          ORDER BY c.relname",
+    )
+    .bind(CATALOG_SCHEMA)
+    .bind(group)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .flat_map(|(revoke, grant)| [revoke, grant])
+        .collect())
 }
 
 /// Creates the lazy pool of a tenant's role.
