@@ -343,6 +343,24 @@ fn cli_tenants_keep_apart() {
     ]);
     let listed = cli.json(&["--tenant", "acme", "table", "list", "--json"]);
     assert_eq!(listed[0]["name"], "films", "{listed}");
+    // Grants go through the host's role, since the tenant's may not make them.
+    cli.ok(&[
+        "--tenant",
+        "acme",
+        "plugin",
+        "add",
+        path_str(&plugin("http_json.wasm")),
+    ]);
+    let granted = cli.ok(&[
+        "--tenant",
+        "acme",
+        "plugin",
+        "grant",
+        "http-json",
+        "--host",
+        "127.0.0.1:9",
+    ]);
+    assert!(granted.contains("granted `http-json`"), "{granted}");
     let listed = cli.json(&["table", "list", "--json"]);
     assert_eq!(
         listed,

@@ -3,6 +3,7 @@
 //! schema and catalog rows. Also API keys and removing a tenant.
 
 use sandtable::catalog::{Catalog, CatalogError, NewTenant};
+use sandtable::sandbox::HostPattern;
 use sandtable::table::{Metric, SelectQuery, TableError, Tables};
 use sandtable_tests::search::{ints, vector_query};
 use sandtable_tests::tables::{abort, add_plugin, columns, dump, insert_jsonl, setup};
@@ -285,5 +286,56 @@ async fn bad_tenant_requests_get_clear_errors() -> anyhow::Result<()> {
         .map(|tenant| tenant.name)
         .collect();
     assert_eq!(names, ["default", "acme"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn only_the_host_grants_hosts_and_directories() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let ours = tenant_tables(&host, &acme).await?;
+    add_plugin(&ours, "web", "http_json.wasm").await?;
+    let pattern: HostPattern = "127.0.0.1:8080".parse().map_err(anyhow::Error::msg)?;
+
+    // The tenant's role may read its grants but not make them.
+    let error = ours
+        .catalog()
+        .grant_host(&acme.tenant, "web", &pattern)
+        .await
+        .expect_err("a tenant granted itself a host");
+    let message = sandtable::error_chain(&error);
+    assert!(message.contains("permission denied"), "{message}");
+    for statement in [
+        format!(
+            "INSERT INTO sandtable.plugin_hosts (tenant_id, plugin, pattern) \
+             VALUES ({}, 'web', '*:*')",
+            acme.tenant.id
+        ),
+        format!(
+            "INSERT INTO sandtable.plugin_directories (tenant_id, plugin, guest_path, host_path) \
+             VALUES ({}, 'web', '/etc', '/etc')",
+            acme.tenant.id
+        ),
+    ] {
+        let result = sqlx::query(sqlx::AssertSqlSafe(statement.clone()))
+            .execute(ours.catalog().pool())
+            .await;
+        assert_eq!(sql_state(result), "42501", "{statement}");
+    }
+
+    // The host's role grants for the tenant, and the tenant sees the grant.
+    host.catalog()
+        .grant_host(&acme.tenant, "web", &pattern)
+        .await?;
+    let granted: Vec<String> =
+        sqlx::query_scalar("SELECT pattern FROM sandtable.plugin_hosts WHERE plugin = 'web'")
+            .fetch_all(ours.catalog().pool())
+            .await?;
+    assert_eq!(granted, ["127.0.0.1:8080"]);
+    // Removing its own grants is the tenant's to do.
+    let revoked = sqlx::query("DELETE FROM sandtable.plugin_hosts WHERE plugin = 'web'")
+        .execute(ours.catalog().pool())
+        .await?;
+    assert_eq!(revoked.rows_affected(), 1);
     Ok(())
 }

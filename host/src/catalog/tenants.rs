@@ -334,6 +334,13 @@ impl Catalog {
                 "GRANT SELECT (id, name, schema_name, created_at, role_name) ON {schema}.tenants \
                  TO \"{group}\""
             ),
+            // Only the host grants a plugin a directory or a host, with the
+            // checks of `grant_directory` and `grant_host`. A tenant may
+            // read and remove its grants.
+            format!(
+                "REVOKE INSERT, UPDATE ON {schema}.plugin_directories, {schema}.plugin_hosts \
+                 FROM \"{group}\""
+            ),
         ]);
         for statement in statements {
             sqlx::query(AssertSqlSafe(statement))

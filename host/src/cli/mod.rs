@@ -201,6 +201,15 @@ impl Env {
             .with_config(self.settings.clone()))
     }
 
+    /// Connects to the database and opens the catalog as the host's own
+    /// role, with the tenant that `--tenant` names. Grants go through it,
+    /// since a tenant's role may not grant itself directories or hosts.
+    async fn operator_catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {
+        let catalog = self.host_catalog().await?;
+        let tenant = catalog.tenant(&self.tenant).await?;
+        Ok((catalog, tenant))
+    }
+
     /// Connects to the database and opens the catalog as the tenant that
     /// `--tenant` names reaches it.
     async fn catalog(&self) -> anyhow::Result<(Catalog, Tenant)> {

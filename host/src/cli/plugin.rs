@@ -500,7 +500,7 @@ async fn grant(env: &Env, name: &str, dir: &str) -> anyhow::Result<()> {
     if !host_path.is_dir() {
         bail!("`{}` is not a directory", host_path.display());
     }
-    let (catalog, tenant) = env.catalog().await?;
+    let (catalog, tenant) = env.operator_catalog().await?;
     let grant = DirectoryGrant {
         guest_path: guest.to_owned(),
         host_path,
@@ -518,7 +518,7 @@ async fn grant_host(env: &Env, name: &str, host: &str) -> anyhow::Result<()> {
     let pattern: HostPattern = host
         .parse()
         .map_err(|error: String| anyhow::anyhow!("`--host {host}`: {error}"))?;
-    let (catalog, tenant) = env.catalog().await?;
+    let (catalog, tenant) = env.operator_catalog().await?;
     catalog.grant_host(&tenant, name, &pattern).await?;
     println!("granted `{name}` outbound HTTP to {pattern}");
     Ok(())
