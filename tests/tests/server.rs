@@ -5,29 +5,43 @@
 use sandtable::catalog::NewTenant;
 use sandtable::config::Config;
 use sandtable::table::{Metric, Tables};
-use sandtable_tests::tables::{abort, add_plugin, plugin_bytes, setup, setup_with};
+use sandtable_tests::tables::{
+    abort, add_plugin, dump, insert_jsonl, plugin_bytes, setup, setup_with,
+};
 use serde_json::{Value, json};
+use std::time::Duration;
 
 /// A server on a loopback port, stopped when dropped.
 struct Server {
     base: String,
     client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Server {
     async fn start(host: &Tables) -> anyhow::Result<Self> {
+        Server::start_with_grace(host, Duration::from_secs(30)).await
+    }
+
+    async fn start_with_grace(host: &Tables, grace: Duration) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let router = sandtable::server::router(host.catalog().clone(), host.engine().clone());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(sandtable::server::serve(listener, router, async move {
-            let _ = stopped.await;
-        }));
+        let serving = tokio::spawn(sandtable::server::serve(
+            listener,
+            router,
+            async move {
+                let _ = stopped.await;
+            },
+            grace,
+        ));
         Ok(Server {
             base,
             client: reqwest::Client::new(),
             stop: Some(stop),
+            serving,
         })
     }
 
@@ -511,5 +525,129 @@ async fn request_quota_gives_429_with_retry_after() -> anyhow::Result<()> {
         let (status, body) = server.get("/v1/tables", Some(&globex.api_key)).await?;
         assert_eq!(status, 200, "{body}");
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn many_requests_of_one_tenant_wait_their_turn() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let ours = tenant_tables(&host, &acme).await?;
+    add_plugin(&ours, "text", "text.wasm").await?;
+    add_plugin(&ours, "hash-embed", "hash_embed.wasm").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:string"]}),
+        )
+        .await?;
+    server
+        .post(
+            "/v1/tables/docs/columns",
+            a,
+            json!({"name": "loud", "expression": "text.upper(body)"}),
+        )
+        .await?;
+    server
+        .post(
+            "/v1/tables/docs/indexes",
+            a,
+            json!({"column": "body", "embedding": "hash-embed.embed8"}),
+        )
+        .await?;
+
+    // Each of these keeps a connection while it takes another: a text
+    // search embeds, and an insert loads the plugin of its computed column.
+    // Four times the pool's share at once must all succeed.
+    let requests = (0..16).map(|n| {
+        let server = &server;
+        async move {
+            if n % 2 == 0 {
+                server
+                    .post(
+                        "/v1/tables/docs/search",
+                        a,
+                        json!({"text": format!("word {n}")}),
+                    )
+                    .await
+            } else {
+                server
+                    .send(
+                        reqwest::Method::POST,
+                        "/v1/tables/docs/rows",
+                        Some(a),
+                        Some(format!("{{\"body\": \"row {n}\"}}\n").into()),
+                    )
+                    .await
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(requests).await;
+    for answer in answers {
+        let (status, body) = answer?;
+        assert!(status == 200 || status == 201, "{status}: {body}");
+    }
+    let (_, body) = server.get("/v1/tables/docs/rows", Some(a)).await?;
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(8), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn shutdown_past_its_grace_rolls_back_inserts() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let mut server = Server::start_with_grace(&host, Duration::from_millis(500)).await?;
+    let a = acme.api_key.clone();
+    server
+        .post(
+            "/v1/tables",
+            &a,
+            json!({"name": "nums", "columns": ["n:int"]}),
+        )
+        .await?;
+
+    // A body that sends 100 rows and then never ends.
+    let (sender, receiver) = tokio::sync::mpsc::channel::<Result<String, std::io::Error>>(1);
+    let first: String = (0..100).map(|n| format!("{{\"n\": {n}}}\n")).collect();
+    sender.send(Ok(first)).await?;
+    let body = reqwest::Body::wrap_stream(futures_util::stream::unfold(
+        receiver,
+        |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
+    ));
+    let insert = server
+        .client
+        .post(format!("{}/v1/tables/nums/rows", server.base))
+        .bearer_auth(&a)
+        .body(body)
+        .send();
+    let insert = tokio::spawn(insert);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    if let Some(stop) = server.stop.take() {
+        let _ = stop.send(());
+    }
+    let stopped = tokio::time::timeout(Duration::from_secs(60), &mut server.serving).await;
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the server did not stop after its grace: {stopped:?}"
+    );
+    drop(sender);
+    insert.abort();
+
+    // The cut-off insert stored nothing, and its turn passes to the next
+    // write once its transaction rolls back.
+    let ours = tenant_tables(&host, &acme).await?;
+    let row = [json!({"n": 1000})];
+    let next = insert_jsonl(&ours, "nums", &row);
+    let version = tokio::time::timeout(Duration::from_secs(60), next)
+        .await
+        .map_err(|_| anyhow::anyhow!("the cut-off insert kept its turn"))??;
+    assert_eq!(version, 1, "the cut-off insert made a version");
+    let rows = dump(&ours, "nums").await?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["n"], 1000, "{rows:?}");
     Ok(())
 }

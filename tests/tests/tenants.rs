@@ -270,6 +270,11 @@ async fn bad_tenant_requests_get_clear_errors() -> anyhow::Result<()> {
         .expect_err("the default tenant's name");
     assert!(error.to_string().contains("already exists"), "{error}");
     let error = catalog
+        .rotate_key("default")
+        .await
+        .expect_err("a key for the default tenant");
+    assert!(error.to_string().contains("no Postgres role"), "{error}");
+    let error = catalog
         .remove_tenant("default")
         .await
         .expect_err("the default tenant");

@@ -17,7 +17,7 @@ pub(crate) use plugins::is_foreign_key_violation;
 pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};
 pub use stats::STATS_INTERVAL;
-pub use tenants::{MAX_TENANT_NAME, NewTenant, TenantInfo};
+pub use tenants::{MAX_TENANT_NAME, NewTenant, TENANT_MAX_CONNECTIONS, TenantInfo};
 
 use crate::config::Config;
 use crate::pool::{PoolStore, Pools};

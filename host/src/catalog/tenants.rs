@@ -220,6 +220,14 @@ impl Catalog {
     ///
     /// Returns [`CatalogError::TenantNotFound`] for an unknown tenant.
     pub async fn rotate_key(&self, name: &str) -> Result<String, CatalogError> {
+        if name == DEFAULT_TENANT {
+            // Its requests would run as the host's own role, which row-level
+            // security does not bind and which may be a superuser.
+            return Err(CatalogError::InvalidTenant(format!(
+                "the tenant `{DEFAULT_TENANT}` gets no API key, since it has no Postgres role of \
+                 its own; create a tenant with `sandtable tenant create NAME` for API access"
+            )));
+        }
         let api_key = format!("{KEY_PREFIX}{}", random_hex(32)?);
         let updated = sqlx::query("UPDATE sandtable.tenants SET key_hash = $2 WHERE name = $1")
             .bind(name)
@@ -233,14 +241,16 @@ impl Catalog {
         Ok(api_key)
     }
 
-    /// Returns the tenant whose API key is `key`.
+    /// Returns the tenant whose API key is `key`. Only tenants with a role
+    /// of their own have keys.
     ///
     /// # Errors
     ///
     /// Returns [`CatalogError::UnknownKey`] when no tenant has the key.
     pub async fn authenticate(&self, key: &str) -> Result<Tenant, CatalogError> {
         let row: Option<(i64, String, String)> = sqlx::query_as(
-            "SELECT id, name, schema_name FROM sandtable.tenants WHERE key_hash = $1",
+            "SELECT id, name, schema_name FROM sandtable.tenants \
+              WHERE key_hash = $1 AND role_name IS NOT NULL",
         )
         .bind(key_hash(key))
         .fetch_optional(&self.pool)
@@ -406,7 +416,7 @@ fn tenant_pool(options: PgConnectOptions) -> PgPool {
 }
 
 /// The maximum number of connections of each tenant's pool.
-const TENANT_MAX_CONNECTIONS: u32 = 4;
+pub const TENANT_MAX_CONNECTIONS: u32 = 16;
 
 /// Checks a tenant name: 1 to [`MAX_TENANT_NAME`] lowercase ASCII letters,
 /// digits and underscores, starting with a letter.

@@ -7,6 +7,9 @@ use anyhow::Context as _;
 use super::Env;
 use crate::server;
 
+/// How long the requests in flight at a shutdown may take to finish.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The arguments of `sandtable serve`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct ServeArgs {
@@ -27,7 +30,13 @@ pub(crate) async fn run(args: ServeArgs, env: &Env) -> anyhow::Result<()> {
             )
         })?;
     println!("listening on http://{}", listener.local_addr()?);
-    server::serve(listener, server::router(catalog, engine), shutdown_signal()).await?;
+    server::serve(
+        listener,
+        server::router(catalog, engine),
+        shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await?;
     println!("stopped");
     Ok(())
 }
@@ -46,5 +55,8 @@ async fn shutdown_signal() {
         _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
-    tracing::info!("stopping: the requests in flight finish first");
+    tracing::info!(
+        grace_s = SHUTDOWN_GRACE.as_secs(),
+        "stopping: the requests in flight may finish first"
+    );
 }

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Request, State};
@@ -31,6 +31,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota};
+use tokio::sync::{Notify, Semaphore};
 
 pub use error::ApiError;
 
@@ -46,7 +47,18 @@ struct AppState {
     tenants: Mutex<HashMap<i64, Tables>>,
     /// Each tenant's limiter of API requests a minute, from its quotas.
     limiters: Mutex<HashMap<i64, Arc<DefaultDirectRateLimiter>>>,
+    /// Each tenant's permits for requests in flight; see
+    /// [`MAX_TENANT_REQUESTS`].
+    permits: Mutex<HashMap<i64, Arc<Semaphore>>>,
 }
+
+/// The requests of one tenant that run at once; later ones wait in turn.
+/// A request may hold a connection of the tenant's pool while it takes
+/// another (a write loads its plugins, a text search embeds), so requests
+/// that outnumber the pool could each hold one and all wait for a second.
+/// Four requests use at most a few connections each, within the pool's
+/// [`TENANT_MAX_CONNECTIONS`](crate::catalog::TENANT_MAX_CONNECTIONS).
+pub const MAX_TENANT_REQUESTS: usize = 4;
 
 /// The tenant a request authenticated as, with its tables.
 #[derive(Clone)]
@@ -60,6 +72,7 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
         engine,
         tenants: Mutex::default(),
         limiters: Mutex::default(),
+        permits: Mutex::default(),
     });
     let tenant_routes = routes::tenant_routes()
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
@@ -72,7 +85,9 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets the
-/// requests in flight finish.
+/// requests in flight finish for up to `grace`. Past it, it returns and
+/// leaves the rest to end with the process, and the inserts among them,
+/// whose connections close, roll back.
 ///
 /// # Errors
 ///
@@ -81,10 +96,30 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let stopping = Arc::new(Notify::new());
+    let signal = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.notify_one();
+        }
+    };
+    let server = axum::serve(listener, router).with_graceful_shutdown(signal);
+    tokio::select! {
+        result = server.into_future() => result,
+        () = async {
+            stopping.notified().await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!(
+                grace_s = grace.as_secs_f64(),
+                "requests still running past the shutdown grace are dropped"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Finds the tenant of the request's API key and hands its tables to the
@@ -150,6 +185,17 @@ async fn authenticate(
         Ok(tables) => tables,
         Err(error) => return error.into_response(),
     };
+    let permits = state
+        .permits
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(tenant.id)
+        .or_insert_with(|| Arc::new(Semaphore::new(MAX_TENANT_REQUESTS)))
+        .clone();
+    let _permit = permits
+        .acquire_owned()
+        .await
+        .expect("the semaphore is never closed");
     request.extensions_mut().insert(TenantTables(tables));
     let mut response = next.run(request).await;
     response.extensions_mut().insert(tenant);
