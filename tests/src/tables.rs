@@ -5,7 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
-use sandtable::catalog::{Catalog, DEFAULT_TENANT, PluginRef};
+use sandtable::catalog::{Catalog, DEFAULT_TENANT, NewTenant, PluginRef};
 use sandtable::config::Config;
 use sandtable::sandbox::{CallContext, Column, EngineConfig, LoadedPlugin, UdfEngine};
 use sandtable::table::input::InputFormat;
@@ -49,6 +49,16 @@ pub async fn setup_with(
         add_plugin(&tables, name, file).await?;
     }
     Ok((db, tables))
+}
+
+/// Returns the tables of a tenant just created, as its own Postgres role
+/// reaches them.
+pub async fn tenant_tables(host: &Tables, created: &NewTenant) -> anyhow::Result<Tables> {
+    Ok(Tables::new(
+        host.catalog().for_tenant(&created.tenant).await?,
+        host.engine().clone(),
+        created.tenant.clone(),
+    ))
 }
 
 /// Adds the plugin in `file` under catalog name `name`, and returns its

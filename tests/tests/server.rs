@@ -2,11 +2,10 @@
 //! API keys, one tenant's tables, the same requests from another tenant,
 //! the error body, and a streamed insert.
 
-use sandtable::catalog::NewTenant;
 use sandtable::config::Config;
 use sandtable::table::{Metric, Tables};
 use sandtable_tests::tables::{
-    abort, add_plugin, dump, insert_jsonl, plugin_bytes, setup, setup_with,
+    abort, add_plugin, dump, insert_jsonl, plugin_bytes, setup, setup_with, tenant_tables,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -90,15 +89,6 @@ impl Drop for Server {
             let _ = stop.send(());
         }
     }
-}
-
-/// Returns the tables of a tenant as its role reaches them.
-async fn tenant_tables(host: &Tables, created: &NewTenant) -> anyhow::Result<Tables> {
-    Ok(Tables::new(
-        host.catalog().for_tenant(&created.tenant).await?,
-        host.engine().clone(),
-        created.tenant.clone(),
-    ))
 }
 
 /// Checks that `body` is the API's error body with `code`.

@@ -15,7 +15,7 @@ use sandtable::table::{Metric, SelectQuery, TableError, Tables};
 use sandtable_tests::TestDb;
 use sandtable_tests::search::{ints, vector_query};
 use sandtable_tests::tables::{
-    abort, add_plugin, columns, dump, insert_jsonl, plugin_bytes, setup,
+    abort, add_plugin, columns, dump, insert_jsonl, plugin_bytes, setup, tenant_tables,
 };
 use serde_json::json;
 use sqlx::postgres::PgQueryResult;
@@ -71,16 +71,6 @@ impl Tenants {
     fn admin(&self) -> &PgPool {
         self.host.catalog().pool()
     }
-}
-
-/// Returns the tables API of a new tenant, as the tenant's role reaches it.
-async fn tenant_tables(host: &Tables, created: &NewTenant) -> anyhow::Result<Tables> {
-    let catalog = host.catalog().for_tenant(&created.tenant).await?;
-    Ok(Tables::new(
-        catalog,
-        host.engine().clone(),
-        created.tenant.clone(),
-    ))
 }
 
 /// Creates the two tenants of [`Tenants`] on a fresh database.

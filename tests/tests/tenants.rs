@@ -2,22 +2,14 @@
 //! its own Postgres role, and Postgres refuses that role another tenant's
 //! schema and catalog rows. Also API keys and removing a tenant.
 
-use sandtable::catalog::{Catalog, CatalogError, NewTenant};
+use sandtable::catalog::{Catalog, CatalogError};
 use sandtable::sandbox::HostPattern;
-use sandtable::table::{Metric, SelectQuery, TableError, Tables};
+use sandtable::table::{Metric, SelectQuery, TableError};
 use sandtable_tests::search::{ints, vector_query};
-use sandtable_tests::tables::{abort, add_plugin, columns, dump, insert_jsonl, setup};
+use sandtable_tests::tables::{
+    abort, add_plugin, columns, dump, insert_jsonl, setup, tenant_tables,
+};
 use serde_json::json;
-
-/// Returns the tables API of a new tenant, as the tenant's role reaches it.
-async fn tenant_tables(host: &Tables, created: &NewTenant) -> anyhow::Result<Tables> {
-    let catalog = host.catalog().for_tenant(&created.tenant).await?;
-    Ok(Tables::new(
-        catalog,
-        host.engine().clone(),
-        created.tenant.clone(),
-    ))
-}
 
 /// Returns the SQLSTATE of a failed statement.
 fn sql_state(result: Result<sqlx::postgres::PgQueryResult, sqlx::Error>) -> String {
