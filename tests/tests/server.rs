@@ -312,6 +312,32 @@ async fn bad_requests_get_the_error_body() -> anyhow::Result<()> {
     let (status, body) = server.get("/v2/anything", Some(a)).await?;
     assert_eq!(status, 404, "{body}");
     assert_error(&body, "not_found");
+
+    // Query strings and methods that the routes do not take get the same
+    // error body.
+    for path in [
+        "/v1/tables/docs/rows?limit=ten",
+        "/v1/tables/docs/rows?desc=maybe",
+        "/v1/tables/docs/rows?bogus=1",
+    ] {
+        let (status, body) = server.get(path, Some(a)).await?;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_error(&body, "invalid");
+    }
+    let (status, body) = server
+        .send(reqwest::Method::PUT, "/v1/tables", Some(a), None)
+        .await?;
+    assert_eq!(status, 405, "{body}");
+    assert_error(&body, "method_not_allowed");
+
+    // The scheme's name is case-insensitive.
+    let response = server
+        .client
+        .get(format!("{}/v1/tables", server.base))
+        .header("Authorization", format!("bearer {a}"))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 200);
     Ok(())
 }
 

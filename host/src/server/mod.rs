@@ -81,6 +81,7 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
         .route("/v1/health", axum::routing::get(routes::health))
         .merge(tenant_routes)
         .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn(log_request))
 }
 
@@ -135,11 +136,11 @@ async fn authenticate(
         )
         .into_response();
     };
-    let Some(key) = header
-        .to_str()
-        .ok()
-        .and_then(|value| value.strip_prefix("Bearer "))
-    else {
+    // The scheme's name is case-insensitive (RFC 9110).
+    let Some(key) = header.to_str().ok().and_then(|value| {
+        let (scheme, key) = value.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then_some(key)
+    }) else {
         return ApiError::unauthorized(
             "the Authorization header is not `Bearer KEY`; send the tenant's API key after \
              `Bearer `",

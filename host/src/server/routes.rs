@@ -61,6 +61,40 @@ pub(super) async fn no_route(uri: axum::http::Uri) -> ApiError {
     )
 }
 
+/// A query string parsed into `T`, or a 400 with the API's error body
+/// naming what did not parse.
+pub(super) struct ApiQuery<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for ApiQuery<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(query)) => Ok(ApiQuery(query)),
+            Err(rejection) => Err(ApiError::invalid(format!(
+                "the query string is not valid: {}",
+                rejection.body_text()
+            ))),
+        }
+    }
+}
+
+/// Responds to a method that the path does not take.
+pub(super) async fn no_method(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("`{}` does not take {method}", uri.path()),
+    )
+}
+
 /// Turns columns into one JSON object a row.
 fn row_objects(names: &[OutputColumn], columns: &[Column]) -> Vec<Value> {
     let rows = columns.first().map_or(0, Column::len);
@@ -130,7 +164,7 @@ struct DropTable {
 async fn drop_table(
     Extension(tenant): Extension<TenantTables>,
     Path(table): Path<String>,
-    Query(query): Query<DropTable>,
+    ApiQuery(query): ApiQuery<DropTable>,
 ) -> Result<Json<Value>, ApiError> {
     let snapshots = tenant.0.drop_table(&table, query.with_snapshots).await?;
     Ok(Json(
@@ -153,7 +187,7 @@ struct InsertQuery {
 async fn insert_rows(
     Extension(tenant): Extension<TenantTables>,
     Path(table): Path<String>,
-    Query(query): Query<InsertQuery>,
+    ApiQuery(query): ApiQuery<InsertQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let format = match query.format.as_deref().unwrap_or("jsonl") {
@@ -195,7 +229,7 @@ struct SelectRows {
 async fn select_rows(
     Extension(tenant): Extension<TenantTables>,
     Path(table): Path<String>,
-    Query(query): Query<SelectRows>,
+    ApiQuery(query): ApiQuery<SelectRows>,
 ) -> Result<Json<Value>, ApiError> {
     let select = SelectQuery {
         columns: query.columns,
@@ -285,7 +319,7 @@ struct AddPlugin {
 /// the next catalog version of its name.
 async fn add_plugin(
     Extension(tenant): Extension<TenantTables>,
-    Query(query): Query<AddPlugin>,
+    ApiQuery(query): ApiQuery<AddPlugin>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tables = tenant.0;
@@ -342,7 +376,7 @@ struct RemovePlugin {
 async fn remove_plugin(
     Extension(tenant): Extension<TenantTables>,
     Path(plugin): Path<String>,
-    Query(query): Query<RemovePlugin>,
+    ApiQuery(query): ApiQuery<RemovePlugin>,
 ) -> Result<Json<Value>, ApiError> {
     let reference: PluginRef = plugin
         .parse()
