@@ -190,17 +190,8 @@ async fn insert_rows(
     ApiQuery(query): ApiQuery<InsertQuery>,
     body: Body,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let format = match query.format.as_deref().unwrap_or("jsonl") {
-        "jsonl" => InputFormat::Jsonl,
-        "json" => InputFormat::Json,
-        "csv" => InputFormat::Csv,
-        other => {
-            return Err(ApiError::invalid(format!(
-                "format `{other}` is not known; use jsonl, json or csv"
-            )));
-        }
-    };
-    let on_error = on_error(query.on_error.as_deref())?;
+    let format = parse_choice("format", query.format.as_deref(), InputFormat::Jsonl)?;
+    let on_error = parse_choice("on_error", query.on_error.as_deref(), OnError::Abort)?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = std::io::BufReader::new(SyncIoBridge::new(StreamReader::new(stream)));
     let options = WriteOptions {
@@ -400,15 +391,27 @@ struct AddColumn {
     on_error: Option<String>,
 }
 
-/// Parses `abort` or `ignore`, `abort` when missing.
-fn on_error(text: Option<&str>) -> Result<OnError, ApiError> {
-    match text.unwrap_or("abort") {
-        "abort" => Ok(OnError::Abort),
-        "ignore" => Ok(OnError::Ignore),
-        other => Err(ApiError::invalid(format!(
-            "on_error `{other}` is not known; use abort or ignore"
-        ))),
-    }
+/// Parses the value of query key `key` by the names the CLI takes for it,
+/// or returns `default` when the key is missing.
+fn parse_choice<T: clap::ValueEnum>(
+    key: &str,
+    text: Option<&str>,
+    default: T,
+) -> Result<T, ApiError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    T::from_str(text, false).map_err(|_| {
+        let names: Vec<String> = T::value_variants()
+            .iter()
+            .filter_map(|value| value.to_possible_value())
+            .map(|value| value.get_name().to_owned())
+            .collect();
+        ApiError::invalid(format!(
+            "{key} `{text}` is not valid; use {}",
+            names.join(", ")
+        ))
+    })
 }
 
 /// `POST /v1/tables/{table}/columns`: adds a computed column and fills it,
@@ -420,7 +423,7 @@ async fn add_column(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let request: AddColumn = parse_body(&body)?;
     let options = WriteOptions {
-        on_error: on_error(request.on_error.as_deref())?,
+        on_error: parse_choice("on_error", request.on_error.as_deref(), OnError::Abort)?,
         ..WriteOptions::default()
     };
     let added = tenant
