@@ -529,7 +529,7 @@ async fn other_tenant_catalog_rows_are_hidden() -> anyhow::Result<()> {
     .await?;
     assert_eq!(components, 0, "globex reads acme's component bytes");
 
-    // A function of globex's own in a query's filter sees only the rows
+    // A function of globex's own in a query's filter receives only the rows
     // that row-level security lets through, since it is not leakproof.
     sqlx::raw_sql(
         "CREATE TABLE tenant_globex.seen (value text); \
@@ -1449,8 +1449,8 @@ async fn tenant_names_at_the_limits() -> anyhow::Result<()> {
     .fetch_one(db.pool())
     .await?;
 
-    // The longest name, and names that are SQL keywords, make roles and
-    // schemas that are used whole, not cut at Postgres's 63 bytes.
+    // A name of the maximum length, and names that are SQL keywords, make
+    // roles and schemas that are used whole, not cut at Postgres's 63 bytes.
     let longest = format!("z{}", "9".repeat(sandtable::catalog::MAX_TENANT_NAME - 1));
     for name in [longest.as_str(), "user", "select", "public", "pg_x", "a"] {
         let created = catalog.create_tenant(name).await?;
@@ -1751,7 +1751,7 @@ async fn removing_a_busy_tenant() -> anyhow::Result<()> {
     .await?;
     assert_eq!(left, (false, false, 0), "globex outlives its removal");
 
-    // Connections that globex's pool still holds can reach nothing now.
+    // Connections still open in globex's pool can reach nothing now.
     for statement in [
         "SELECT count(*) FROM sandtable.tables",
         "SELECT sandtable.session_tenant()",

@@ -320,7 +320,8 @@ async fn only_the_host_grants_hosts_and_directories() -> anyhow::Result<()> {
         assert_eq!(sql_state(result), "42501", "{statement}");
     }
 
-    // The host's role grants for the tenant, and the tenant sees the grant.
+    // The host's role grants for the tenant, and the tenant can read the
+    // grant.
     host.catalog()
         .grant_host(&acme.tenant, "web", &pattern)
         .await?;

@@ -171,8 +171,8 @@ impl Catalog {
         let (id, schema_name, role_name) =
             row.ok_or_else(|| CatalogError::TenantNotFound(name.to_owned()))?;
 
-        // The schema goes first, while this transaction holds no catalog
-        // row. A write locks its table before it writes catalog rows, so
+        // The schema goes first, while this transaction has locked no
+        // catalog row. A write locks its table before it writes catalog rows, so
         // dropping the tables waits for the writes in progress, and none of
         // them then waits for a catalog row this transaction has locked.
         sqlx::query(AssertSqlSafe(format!(
