@@ -18,9 +18,14 @@
 //! [plugins.text]
 //! pool = "request-rate:my_service"
 //!
-//! # Quotas of every tenant of `sandtable serve`, and of one tenant.
+//! # Quotas of every tenant, and of one tenant.
 //! [quotas]
 //! requests_per_minute = 6000
+//! max_memory_bytes = 268435456
+//! max_fuel_per_row = 1000000000
+//! fuel_per_minute = 1000000000000
+//! max_concurrent_calls = 8
+//! max_rows = 10000000
 //!
 //! [quotas.acme]
 //! requests_per_minute = 600
@@ -41,6 +46,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::sandbox::{CallQuotas, MIN_MEMORY_BYTES};
 
 /// The file name of the configuration in the data directory.
 pub const CONFIG_FILE_NAME: &str = "config.toml";
@@ -236,17 +243,26 @@ pub struct PluginSettings {
     pub pool: Option<String>,
 }
 
-/// A tenant's quotas in `sandtable serve`.
+/// A tenant's quotas. Only `requests_per_minute` has a default; the
+/// others are unlimited unless the configuration sets them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Quotas {
-    /// API requests a minute; over it, requests get 429.
+    /// API requests a minute in `sandtable serve`; over it, requests get
+    /// 429.
     pub requests_per_minute: u32,
+    /// The quotas on the tenant's plugin calls.
+    pub calls: CallQuotas,
+    /// The live rows that the tenant's tables may hold together; an insert
+    /// that would pass it fails and stores nothing.
+    pub max_rows: Option<u64>,
 }
 
 impl Default for Quotas {
     fn default() -> Self {
         Quotas {
             requests_per_minute: DEFAULT_TENANT_REQUESTS_PER_MINUTE,
+            calls: CallQuotas::default(),
+            max_rows: None,
         }
     }
 }
@@ -302,6 +318,11 @@ struct PluginSection {
 #[serde(deny_unknown_fields)]
 struct QuotaSection {
     requests_per_minute: Option<u32>,
+    max_memory_bytes: Option<u64>,
+    max_fuel_per_row: Option<u64>,
+    fuel_per_minute: Option<u64>,
+    max_concurrent_calls: Option<u32>,
+    max_rows: Option<u64>,
 }
 
 impl Config {
@@ -672,18 +693,53 @@ fn quotas_from(
     origin: &str,
     label: &str,
 ) -> Result<Quotas, ConfigError> {
+    let bad = |key: &str, reason: &str| ConfigError::BadValue {
+        origin: origin.to_owned(),
+        section: label.to_owned(),
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    };
     let mut quotas = base;
     if let Some(requests) = section.requests_per_minute {
         if requests == 0 {
-            return Err(ConfigError::BadValue {
-                origin: origin.to_owned(),
-                section: label.to_owned(),
-                key: "requests_per_minute".to_owned(),
-                reason: "0 would refuse every request; give at least 1".to_owned(),
-            });
+            return Err(bad(
+                "requests_per_minute",
+                "0 would refuse every request; give at least 1",
+            ));
         }
         quotas.requests_per_minute = requests;
     }
+    if let Some(bytes) = section.max_memory_bytes {
+        if bytes < MIN_MEMORY_BYTES {
+            return Err(bad(
+                "max_memory_bytes",
+                &format!(
+                    "a plugin cannot start in less than {MIN_MEMORY_BYTES} bytes (17 wasm \
+                     pages); give at least that"
+                ),
+            ));
+        }
+        quotas.calls.max_memory_bytes = Some(bytes);
+    }
+    let positive = [
+        ("max_fuel_per_row", section.max_fuel_per_row),
+        ("fuel_per_minute", section.fuel_per_minute),
+        (
+            "max_concurrent_calls",
+            section.max_concurrent_calls.map(u64::from),
+        ),
+    ];
+    for (key, value) in positive {
+        if value == Some(0) {
+            return Err(bad(key, "0 would refuse every call; give at least 1"));
+        }
+    }
+    quotas.calls.max_fuel_per_row = section.max_fuel_per_row.or(quotas.calls.max_fuel_per_row);
+    quotas.calls.fuel_per_minute = section.fuel_per_minute.or(quotas.calls.fuel_per_minute);
+    quotas.calls.max_concurrent_calls = section
+        .max_concurrent_calls
+        .or(quotas.calls.max_concurrent_calls);
+    quotas.max_rows = section.max_rows.or(quotas.max_rows);
     Ok(quotas)
 }
 
@@ -976,6 +1032,37 @@ mod tests {
             let error = Config::parse(text, "c.toml").unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
             assert!(error.contains("c.toml"), "{error}");
+        }
+    }
+
+    #[test]
+    fn call_quotas_inherit_and_reject_zero() {
+        let config = Config::parse(
+            "[quotas]\nfuel_per_minute = 1000\nmax_rows = 5\n\
+             [quotas.acme]\nmax_concurrent_calls = 2\nmax_memory_bytes = 2000000\n",
+            "c.toml",
+        )
+        .unwrap();
+        let acme = config.tenant_quotas("acme");
+        assert_eq!(acme.calls.fuel_per_minute, Some(1000));
+        assert_eq!(acme.calls.max_concurrent_calls, Some(2));
+        assert_eq!(acme.calls.max_memory_bytes, Some(2_000_000));
+        assert_eq!(acme.max_rows, Some(5));
+        let other = config.tenant_quotas("globex");
+        assert_eq!(other.calls.max_concurrent_calls, None);
+        assert_eq!(other.calls.fuel_per_minute, Some(1000));
+        for (text, key) in [
+            ("[quotas]\nfuel_per_minute = 0\n", "`fuel_per_minute`"),
+            (
+                "[quotas.acme]\nmax_concurrent_calls = 0\n",
+                "`max_concurrent_calls`",
+            ),
+            ("[quotas]\nmax_fuel_per_row = 0\n", "`max_fuel_per_row`"),
+            ("[quotas]\nmax_memory_bytes = 4096\n", "`max_memory_bytes`"),
+            ("[quotas]\nmax_rows = -1\n", "`max_rows`"),
+        ] {
+            let error = Config::parse(text, "c.toml").unwrap_err().to_string();
+            assert!(error.contains(key), "{text}: {error}");
         }
     }
 

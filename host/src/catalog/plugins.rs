@@ -702,6 +702,7 @@ impl Catalog {
             version: entry.version,
             directories,
             outbound: Arc::new(outbound),
+            quotas: self.pools.config().tenant_quotas(&tenant.name).calls,
         };
         Ok((entry, plugin, context))
     }

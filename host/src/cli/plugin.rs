@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::{Env, present};
 use crate::catalog::{PluginEntry, PluginRef};
 use crate::sandbox::{
-    BatchOutput, CallContext, Column, DataType, Description, DirectoryGrant, Function, HostPattern,
-    LimitPolicy, LoadedPlugin, UdfEngine, check_name,
+    BatchOutput, CallContext, CallQuotas, Column, DataType, Description, DirectoryGrant, Function,
+    HostPattern, LimitPolicy, LoadedPlugin, UdfEngine, check_name,
 };
 
 #[derive(Debug, Subcommand)]
@@ -290,10 +290,11 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     let hosts = catalog.hosts(&tenant, &entry.name).await?;
     let pools = function_pools(&catalog, &entry, !hosts.is_empty());
     let policy = LimitPolicy::default();
+    let quotas = env.settings.tenant_quotas(&tenant.name).calls;
     if json {
         let value = json!({
             "entry": present::entry(&entry),
-            "effective_limits": effective_limits(&entry.description, &policy),
+            "effective_limits": effective_limits(&entry.description, &policy, &quotas),
             "directories": directories,
             "hosts": hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "pools": pools,
@@ -309,7 +310,7 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     println!("  sha256:   {}", entry.sha256);
     println!("  size:     {} bytes", entry.size_bytes);
     println!("  added:    {}", entry.added_at);
-    print_description(&entry.description, &policy);
+    print_description(&entry.description, &policy, &quotas);
     print_grants(&entry.name, &entry.description, &directories);
     print_hosts(&entry.name, &entry.description, &hosts);
     for (function, pool) in &pools {
@@ -357,14 +358,16 @@ fn print_hosts(name: &str, description: &Description, hosts: &[HostPattern]) {
     println!("  outbound hosts granted: {}", hosts.join(", "));
 }
 
-fn effective_limits(description: &Description, policy: &LimitPolicy) -> Value {
+/// Returns each function's limits under the host's policy and the tenant's
+/// quotas.
+fn effective_limits(description: &Description, policy: &LimitPolicy, quotas: &CallQuotas) -> Value {
     description
         .functions
         .iter()
         .map(|function| {
             (
                 function.name.clone(),
-                present::limits(&policy.effective(&function.limits)),
+                present::limits(&quotas.cap(policy.effective(&function.limits))),
             )
         })
         .collect::<serde_json::Map<_, _>>()
@@ -385,12 +388,12 @@ fn signature(function: &Function) -> String {
     )
 }
 
-fn print_description(description: &Description, policy: &LimitPolicy) {
+fn print_description(description: &Description, policy: &LimitPolicy, quotas: &CallQuotas) {
     let mut table = super::table([
         "FUNCTION", "BATCH", "NULLS", "POOL", "FUEL/ROW", "MEMORY", "DEADLINE", "OUTPUT",
     ]);
     for function in &description.functions {
-        let limits = policy.effective(&function.limits);
+        let limits = quotas.cap(policy.effective(&function.limits));
         table.add_row([
             signature(function),
             function.batch_size.to_string(),
@@ -465,12 +468,13 @@ async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
     let (_, plugin) = load_file(&engine, file).await?;
     let description = plugin.description();
     let policy = &engine.config().policy;
+    let quotas = env.settings.tenant_quotas(&env.tenant).calls;
     if json {
         let value = json!({
             "sha256": plugin.sha256(),
             "size_bytes": plugin.size_bytes(),
             "description": present::description(description),
-            "effective_limits": effective_limits(description, policy),
+            "effective_limits": effective_limits(description, policy, &quotas),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -483,7 +487,7 @@ async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
         &plugin.sha256()[..12],
         plugin.size_bytes()
     );
-    print_description(description, policy);
+    print_description(description, policy, &quotas);
     Ok(())
 }
 

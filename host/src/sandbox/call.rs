@@ -24,6 +24,7 @@ use super::engine::{LoadedPlugin, UdfEngine};
 use super::fault::{self, Fault, FaultClass};
 use super::limits::EffectiveLimits;
 use super::outbound::{Outbound, RequestHooks, RequestRecord};
+use super::quota::CallQuotas;
 use super::record::CallRecord;
 use super::state::{DirectoryGrant, GuestLabels, MAX_LOG_MESSAGE_CHARS, StoreState, sanitize};
 use super::types::{self, BatchResult, Column, Description, Function};
@@ -49,6 +50,8 @@ pub struct CallContext {
     /// The hosts the plugin may reach and the pools its functions are
     /// charged to.
     pub outbound: Arc<Outbound>,
+    /// The tenant's quotas on calls.
+    pub quotas: CallQuotas,
 }
 
 /// The error of one cell of a batch's result.
@@ -132,7 +135,9 @@ impl UdfEngine {
             plugin,
             context,
             function,
-            limits: self.inner.config.policy.effective(&function.limits),
+            limits: context
+                .quotas
+                .cap(self.inner.config.policy.effective(&function.limits)),
         };
         let mut records = Vec::new();
         let mut requests = Vec::new();
@@ -273,6 +278,17 @@ impl UdfEngine {
                 sha256: plugin.sha256.clone(),
             });
 
+        let quotas = &job.context.quotas;
+        if quotas.fuel_per_minute.is_some()
+            && let Err(retry_after) = self.inner.fuel_budgets.check(&job.context.tenant)
+        {
+            return Err(CallError::FuelQuota {
+                tenant: job.context.tenant.clone(),
+                fuel_per_minute: quotas.fuel_per_minute.unwrap_or_default(),
+                retry_after,
+            });
+        }
+
         // A plugin that cannot send requests is charged one request a call,
         // before it takes a slot, so that a waiting call occupies no instance.
         if let Some(pool) = pool.filter(|_| !sends_requests) {
@@ -283,9 +299,11 @@ impl UdfEngine {
             record.pool_wait_us = waited.as_micros() as u64;
         }
         // Calls that may wait on responses hold at most a share of the slots.
-        let outbound_slot = sends_requests.then(|| self.inner.outbound_slots.acquire());
+        let tenant = job.context.tenant.as_str();
+        let outbound_slot = sends_requests.then(|| self.inner.outbound_slots.acquire(tenant, None));
         // Idle warm instances hold slots of their own, outside this count.
-        let (_slot, queue_wait) = self.inner.slots.acquire();
+        let max_concurrent = quotas.max_concurrent_calls.map(|calls| calls as usize);
+        let (_slot, queue_wait) = self.inner.slots.acquire(tenant, max_concurrent);
         let outbound_wait = outbound_slot
             .as_ref()
             .map_or(Duration::ZERO, |(_, wait)| *wait);
@@ -356,6 +374,11 @@ impl UdfEngine {
         let guest_time = guest_started.elapsed();
         record.guest_us = guest_time.as_micros() as u64;
         record.fuel_used += fuel_used(store, fuel);
+        if let Some(fuel_per_minute) = quotas.fuel_per_minute {
+            self.inner
+                .fuel_budgets
+                .charge(tenant, record.fuel_used, fuel_per_minute);
+        }
         let sent = store.data().call_requests().clone();
         let pool_wait = sent.pool_wait();
         self.settle_requests(
@@ -627,7 +650,8 @@ pub(crate) fn describe(
 ) -> Result<Description, LoadError> {
     let inner = &engine.inner;
     let setup = inner.config.policy.setup_limits();
-    let (_slot, _) = inner.slots.acquire();
+    // `describe` runs for the host, whoever added the plugin.
+    let (_slot, _) = inner.slots.acquire("", None);
     let labels = GuestLabels::default();
     let state = StoreState::new(
         &[],

@@ -1,8 +1,8 @@
 //! The process's one engine, its epoch ticker, and loading components.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -14,6 +14,8 @@ use super::bindings::{
 };
 use super::cache::{CompiledCache, Lookup};
 use super::limits::{LimitPolicy, MAX_CORE_INSTANCES};
+use super::quota::FuelBudgets;
+use super::slots::Slots;
 use super::state::{self, LogLimiter, StoreState};
 use super::stats::{FunctionKey, FunctionStats, StatsCollector};
 use super::types::Description;
@@ -122,6 +124,8 @@ pub(crate) struct EngineInner {
     /// or pools never hold every slot.
     pub outbound_slots: Slots,
     pub warm: WarmPool,
+    /// Each tenant's fuel budget, for the `fuel_per_minute` quota.
+    pub fuel_budgets: FuelBudgets,
     pub stats: StatsCollector,
     pub log_limiter: Arc<LogLimiter>,
     ticker_stop: Arc<AtomicBool>,
@@ -159,6 +163,7 @@ impl UdfEngine {
                 slots: Slots::new(fresh_slots as usize),
                 outbound_slots: Slots::new((fresh_slots as usize / 2).max(1)),
                 warm: WarmPool::new(config.max_warm_instances as usize),
+                fuel_budgets: FuelBudgets::default(),
                 stats: StatsCollector::default(),
                 log_limiter: Arc::new(state::log_limiter()),
                 engine,
@@ -168,6 +173,11 @@ impl UdfEngine {
                 ticker_stop,
             }),
         })
+    }
+
+    /// Returns the calls waiting for an instance slot, of every tenant.
+    pub fn queued_calls(&self) -> usize {
+        self.inner.slots.waiting()
     }
 
     /// Takes the per-function aggregates of the calls made since the last
@@ -546,45 +556,6 @@ impl std::fmt::Debug for LoadedPlugin {
             .field("name", &self.inner.description.name)
             .field("sha256", &self.inner.sha256)
             .finish_non_exhaustive()
-    }
-}
-
-/// A counting semaphore over instance slots, so that calls wait for a free
-/// slot instead of failing when the pooling allocator is full.
-pub(crate) struct Slots {
-    free: Mutex<usize>,
-    available: Condvar,
-}
-
-impl Slots {
-    fn new(count: usize) -> Self {
-        Slots {
-            free: Mutex::new(count),
-            available: Condvar::new(),
-        }
-    }
-
-    /// Waits for a slot; returns it with the time spent waiting.
-    pub fn acquire(&self) -> (SlotGuard<'_>, Duration) {
-        let started = Instant::now();
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.available.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        (SlotGuard { slots: self }, started.elapsed())
-    }
-}
-
-/// A held instance slot, released on drop.
-pub(crate) struct SlotGuard<'a> {
-    slots: &'a Slots,
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.slots.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-        self.slots.available.notify_one();
     }
 }
 

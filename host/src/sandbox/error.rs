@@ -140,6 +140,20 @@ pub enum CallError {
         /// What is wrong.
         reason: String,
     },
+    /// The tenant's calls used their fuel budget of the last minute.
+    #[error(
+        "tenant `{tenant}` used its quota of {fuel_per_minute} fuel a minute; retry after {} s, \
+         or raise `fuel_per_minute` in the `[quotas]` of the configuration",
+        retry_after_secs(retry_after)
+    )]
+    FuelQuota {
+        /// The tenant.
+        tenant: String,
+        /// Its quota.
+        fuel_per_minute: u64,
+        /// How long until the budget allows a call again.
+        retry_after: std::time::Duration,
+    },
     /// The host could not set up the store or instance.
     #[error("the host could not prepare a sandbox for `{function}`: {reason}")]
     Host {
@@ -148,4 +162,10 @@ pub enum CallError {
         /// What failed.
         reason: String,
     },
+}
+
+/// Rounds a wait up to whole seconds, at least one, as `Retry-After` gives
+/// it.
+pub fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }

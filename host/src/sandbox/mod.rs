@@ -31,7 +31,9 @@ mod error;
 mod fault;
 mod limits;
 mod outbound;
+mod quota;
 mod record;
+mod slots;
 mod state;
 mod stats;
 mod warm;
@@ -47,10 +49,11 @@ pub(crate) use column::string_at;
 pub(crate) use describe::is_unsafe_char;
 pub use describe::{MAX_BATCH_SIZE, MAX_PARAMETERS, MAX_VECTOR_DIMENSION, check_name};
 pub use engine::{EngineConfig, LoadedPlugin, UdfEngine};
-pub use error::{CallError, LoadError};
+pub use error::{CallError, LoadError, retry_after_secs};
 pub use fault::{Fault, FaultClass};
-pub use limits::{EffectiveLimits, LimitPolicy};
+pub use limits::{EffectiveLimits, LimitPolicy, MIN_MEMORY_BYTES};
 pub use outbound::{HostPattern, Outbound, REQUEST_RECORD_TARGET, RequestRecord};
+pub use quota::CallQuotas;
 pub use record::{CallRecord, RECORD_TARGET};
 pub use state::{
     DirectoryGrant, LOG_RECORDS_PER_SECOND, MAX_CAPTURED_OUTPUT_BYTES, MAX_LOG_FIELD_CHARS,

@@ -1,11 +1,13 @@
 //! The API's one error body and the status code of each failure.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::catalog::CatalogError;
+use crate::sandbox::{CallError, retry_after_secs};
 use crate::table::TableError;
 
 /// An error response: a status code and the body
@@ -15,7 +17,10 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
-    details: Value,
+    /// Boxed, so that results with this error stay small.
+    details: Box<Value>,
+    /// Seconds for the `Retry-After` header.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -25,7 +30,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: json!({}),
+            details: Box::new(json!({})),
+            retry_after: None,
         }
     }
 
@@ -40,7 +46,7 @@ impl ApiError {
     }
 
     fn with_details(mut self, details: Value) -> Self {
-        self.details = details;
+        self.details = Box::new(details);
         self
     }
 }
@@ -54,6 +60,14 @@ impl From<TableError> for ApiError {
             TableError::Invalid(_) | TableError::Parse(_) => ApiError::invalid(message),
             TableError::Input(input) => ApiError::invalid(message)
                 .with_details(json!({"row": input.row, "column": input.column})),
+            TableError::RowsQuota { .. } => ApiError::new(StatusCode::FORBIDDEN, "quota", message),
+            TableError::Call(CallError::FuelQuota {
+                ref retry_after, ..
+            }) => {
+                let mut error = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota", message);
+                error.retry_after = Some(retry_after_secs(retry_after));
+                error
+            }
             TableError::CellFailed(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "cell_failed", message)
             }
@@ -90,6 +104,12 @@ impl IntoResponse for ApiError {
         let body = json!({
             "error": {"code": self.code, "message": self.message, "details": self.details}
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

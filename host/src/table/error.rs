@@ -40,6 +40,22 @@ pub enum TableError {
     /// A computed cell failed under `on_error = abort`.
     #[error("{0}")]
     CellFailed(String),
+    /// An insert would leave the tenant's tables holding more live rows
+    /// than its quota.
+    #[error(
+        "tenant `{tenant}` may store {max_rows} rows and stores {stored}, so {adding} more do not \
+         fit; delete rows, or raise `max_rows` in the `[quotas]` of the configuration"
+    )]
+    RowsQuota {
+        /// The tenant.
+        tenant: String,
+        /// Its quota.
+        max_rows: u64,
+        /// The live rows its tables hold.
+        stored: u64,
+        /// The rows of the insert.
+        adding: u64,
+    },
 }
 
 /// The result of table operations.

@@ -157,6 +157,7 @@ impl Tables {
         }
         copy.send(encoder.finish()).await?;
         copy.finish().await?;
+        self.check_rows_quota(&mut write.tx, rows).await?;
         let changes = Changes {
             rows_added: rows as i64,
             ..Changes::default()
@@ -179,6 +180,42 @@ impl Tables {
             changes,
             cell_errors,
         })
+    }
+
+    /// Checks that the tenant's tables, with `adding` more rows, hold no
+    /// more live rows than its `max_rows` quota.
+    ///
+    /// NOTE: inserts that commit at the same time each count the rows
+    /// committed before them, so together they may pass the quota by the
+    /// rows of all but one of them.
+    async fn check_rows_quota(&self, tx: &mut sqlx::PgConnection, adding: u64) -> Result<()> {
+        let quotas = self
+            .catalog
+            .pools()
+            .config()
+            .tenant_quotas(&self.tenant.name);
+        let Some(max_rows) = quotas.max_rows else {
+            return Ok(());
+        };
+        let stored: i64 = sqlx::query_scalar(
+            "SELECT coalesce(sum(v.rows_added - v.rows_removed), 0)::bigint \
+             FROM sandtable.table_versions v \
+             JOIN sandtable.tables t ON t.id = v.table_id \
+             WHERE t.tenant_id = $1",
+        )
+        .bind(self.tenant.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let stored = u64::try_from(stored).unwrap_or(0);
+        if stored.saturating_add(adding) > max_rows {
+            return Err(TableError::RowsQuota {
+                tenant: self.tenant.name.clone(),
+                max_rows,
+                stored,
+                adding,
+            });
+        }
+        Ok(())
     }
 
     /// Loads the plugins of every computed column of `schema` and binds
