@@ -161,6 +161,18 @@ fn sleep(ms: i64) -> i64 {
     ms
 }
 
+/// Sleeps `ms` milliseconds as `sleep` does, and returns the wall-clock time
+/// at which it started, in microseconds since the Unix epoch, so that a test
+/// can tell which calls ran at once.
+#[udf]
+fn stamped_sleep(ms: i64) -> i64 {
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as i64);
+    std::thread::sleep(std::time::Duration::from_millis(ms.max(0) as u64));
+    started
+}
+
 /// Embeds text in 4 dimensions, badly on purpose: `nan` gives a vector with
 /// NaN, `inf` one with an infinity and `zero` the zero vector; other text
 /// gives `[1, length, 0, 0]`.
@@ -188,6 +200,7 @@ sandtable_guest::plugin!(
         bad_vector,
         short_vector,
         sleep,
+        stamped_sleep,
         spin,
         hog,
         recurse,
@@ -281,6 +294,6 @@ mod tests {
     fn description_lists_every_function() {
         let description = testing::describe_plugin::<SandtablePlugin>();
         assert_eq!(description.name, "hostile");
-        assert_eq!(description.functions.len(), 11);
+        assert_eq!(description.functions.len(), 15);
     }
 }
