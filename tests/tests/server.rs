@@ -806,7 +806,7 @@ async fn acme_state(server: &Server, key: &str) -> anyhow::Result<Value> {
 }
 
 #[tokio::test]
-async fn every_route_hides_other_tenants_and_needs_a_key() -> anyhow::Result<()> {
+async fn tenant_routes_isolate_and_need_keys() -> anyhow::Result<()> {
     let (_db, host) = setup(&[]).await?;
     let acme = host.catalog().create_tenant("acme").await?;
     let globex = host.catalog().create_tenant("globex").await?;
@@ -1142,7 +1142,7 @@ async fn openapi_document_lists_every_route() -> anyhow::Result<()> {
     }
     assert_eq!(documented, served);
 
-    // Each documented route is served: no path answers `no route` or 405.
+    // Each documented route is served: no path returns `no route` or 405.
     for (method, path) in &documented {
         let (status, body) = server
             .send(
