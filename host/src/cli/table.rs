@@ -675,6 +675,8 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
             let page = select_remote(client, &args.source, &query).await?;
             let columns = super::backend::columns_of(&page.columns, &page.rows)?;
             printer.batch(&page.columns, &columns)?;
+            // TODO: stream a select's rows from the server (as JSON Lines),
+            // so that one without --limit prints every row, as on the host.
             if page.truncated {
                 eprintln!(
                     "note: the server returned its first {DEFAULT_SELECT_LIMIT} rows, its limit \
