@@ -667,3 +667,496 @@ async fn shutdown_past_its_grace_rolls_back_inserts() -> anyhow::Result<()> {
     assert_eq!(rows[0]["n"], 1000, "{rows:?}");
     Ok(())
 }
+
+/// Every route that needs a tenant's key: its method, its path with
+/// `{table}`, `{column}`, `{index}`, `{snapshot}` and `{plugin}` for the
+/// names it takes, a query string, and a body in which `{table}` is
+/// replaced too.
+const TENANT_ROUTES: [(&str, &str, &str, Option<&str>); 26] = [
+    ("GET", "/v1/tables", "", None),
+    (
+        "POST",
+        "/v1/tables",
+        "",
+        Some(r#"{"name": "made", "columns": ["n:int"]}"#),
+    ),
+    ("GET", "/v1/tables/{table}", "", None),
+    ("DELETE", "/v1/tables/{table}", "?with_snapshots=true", None),
+    ("GET", "/v1/tables/{table}/history", "", None),
+    ("POST", "/v1/tables/{table}/revert", "", None),
+    ("GET", "/v1/tables/{table}/rows", "", None),
+    (
+        "POST",
+        "/v1/tables/{table}/rows",
+        "",
+        Some("{\"body\": \"planted\"}\n"),
+    ),
+    (
+        "PATCH",
+        "/v1/tables/{table}/rows",
+        "",
+        Some(r#"{"set": ["body='changed'"]}"#),
+    ),
+    ("DELETE", "/v1/tables/{table}/rows", "?all=true", None),
+    (
+        "POST",
+        "/v1/tables/{table}/search",
+        "",
+        Some(r#"{"vector": [0, 0, 0, 0, 0, 0, 0, 1]}"#),
+    ),
+    (
+        "POST",
+        "/v1/tables/{table}/columns",
+        "",
+        Some(r#"{"name": "other", "expression": "{plugin}.upper(body)"}"#),
+    ),
+    (
+        "POST",
+        "/v1/tables/{table}/columns/{column}/recompute",
+        "",
+        None,
+    ),
+    (
+        "POST",
+        "/v1/tables/{table}/columns/{column}/upgrade",
+        "",
+        None,
+    ),
+    ("GET", "/v1/indexes", "", None),
+    ("GET", "/v1/tables/{table}/indexes", "", None),
+    (
+        "POST",
+        "/v1/tables/{table}/indexes",
+        "",
+        Some(r#"{"column": "loud", "embedding": "hash-embed.embed8"}"#),
+    ),
+    ("DELETE", "/v1/tables/{table}/indexes/{index}", "", None),
+    ("GET", "/v1/snapshots", "", None),
+    (
+        "POST",
+        "/v1/snapshots",
+        "",
+        Some(r#"{"name": "taken", "table": "{table}"}"#),
+    ),
+    ("DELETE", "/v1/snapshots/{snapshot}", "", None),
+    ("GET", "/v1/plugins", "", None),
+    ("POST", "/v1/plugins", "", Some("not a component")),
+    ("GET", "/v1/plugins/{plugin}", "", None),
+    ("DELETE", "/v1/plugins/{plugin}", "?all_versions=true", None),
+    (
+        "POST",
+        "/v1/plugins/{plugin}/call",
+        "",
+        Some(r#"{"function": "upper", "rows": [["a"]]}"#),
+    ),
+];
+
+/// The names of one tenant's objects that the routes take.
+struct Names<'a> {
+    table: &'a str,
+    column: &'a str,
+    index: &'a str,
+    snapshot: &'a str,
+    plugin: &'a str,
+}
+
+impl Names<'_> {
+    fn fill(&self, text: &str) -> String {
+        text.replace("{table}", self.table)
+            .replace("{column}", self.column)
+            .replace("{index}", self.index)
+            .replace("{snapshot}", self.snapshot)
+            .replace("{plugin}", self.plugin)
+    }
+}
+
+const ACME: Names = Names {
+    table: "docs",
+    column: "loud",
+    index: "body_embed8",
+    snapshot: "first",
+    plugin: "text",
+};
+
+const MISSING: Names = Names {
+    table: "nothere",
+    column: "nocolumn",
+    index: "noindex",
+    snapshot: "nosnapshot",
+    plugin: "noplugin",
+};
+
+/// Everything of acme's that a route could change.
+async fn acme_state(server: &Server, key: &str) -> anyhow::Result<Value> {
+    let mut state = serde_json::Map::new();
+    for path in [
+        "/v1/tables",
+        "/v1/tables/docs",
+        "/v1/tables/docs/history",
+        "/v1/tables/docs/rows",
+        "/v1/tables/docs/indexes",
+        "/v1/snapshots",
+        "/v1/plugins",
+    ] {
+        let (status, body) = server.get(path, Some(key)).await?;
+        assert_eq!(status, 200, "{path}: {body}");
+        state.insert(path.to_owned(), body);
+    }
+    Ok(Value::Object(state))
+}
+
+#[tokio::test]
+async fn tenant_routes_isolate_and_need_keys() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let globex = host.catalog().create_tenant("globex").await?;
+    let ours = tenant_tables(&host, &acme).await?;
+    add_plugin(&ours, "text", "text.wasm").await?;
+    add_plugin(&ours, "hash-embed", "hash_embed.wasm").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    let b = globex.api_key.as_str();
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:string"]}),
+        )
+        .await?;
+    server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some("{\"body\": \"red fox\"}\n{\"body\": \"blue whale\"}\n".into()),
+        )
+        .await?;
+    for (path, body) in [
+        (
+            "/v1/tables/docs/columns",
+            json!({"name": "loud", "expression": "text.upper(body)"}),
+        ),
+        (
+            "/v1/tables/docs/indexes",
+            json!({"column": "body", "embedding": "hash-embed.embed8"}),
+        ),
+        ("/v1/snapshots", json!({"name": "first", "table": "docs"})),
+    ] {
+        let (status, answer) = server.post(path, a, body).await?;
+        assert_eq!(status, 201, "{path}: {answer}");
+    }
+    let before = acme_state(&server, a).await?;
+
+    // globex gets, for each of acme's names, exactly what a missing name
+    // gives, and changes nothing of acme's.
+    for (method, path, query, body) in TENANT_ROUTES {
+        if !path.contains('{') && !body.is_some_and(|body| body.contains("{table}")) {
+            continue;
+        }
+        let method: reqwest::Method = method.parse()?;
+        let mut answers = Vec::new();
+        for names in [&ACME, &MISSING] {
+            let (status, answer) = server
+                .send(
+                    method.clone(),
+                    &names.fill(&format!("{path}{query}")),
+                    Some(b),
+                    body.map(|body| names.fill(body).into()),
+                )
+                .await?;
+            assert_eq!(status, 404, "{method} {path} as globex: {answer}");
+            assert_error(&answer, "not_found");
+            let mut message = answer["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            for (name, placeholder) in [
+                (names.table, "TABLE"),
+                (names.column, "COLUMN"),
+                (names.index, "INDEX"),
+                (names.snapshot, "SNAPSHOT"),
+                (names.plugin, "PLUGIN"),
+            ] {
+                message = message.replace(&format!("`{name}`"), placeholder);
+            }
+            answers.push(message);
+        }
+        assert_eq!(answers[0], answers[1], "{method} {path}");
+    }
+    for path in ["/v1/tables", "/v1/indexes", "/v1/snapshots", "/v1/plugins"] {
+        let (status, body) = server.get(path, Some(b)).await?;
+        assert_eq!((status, &body), (200, &json!([])), "{path} as globex");
+    }
+    assert_eq!(
+        acme_state(&server, a).await?,
+        before,
+        "globex changed acme's objects"
+    );
+
+    // Without a key, or with a wrong one, no route runs.
+    for (method, path, query, body) in TENANT_ROUTES {
+        let method: reqwest::Method = method.parse()?;
+        for key in [None, Some("st_wrong")] {
+            let (status, answer) = server
+                .send(
+                    method.clone(),
+                    &ACME.fill(&format!("{path}{query}")),
+                    key,
+                    body.map(|body| ACME.fill(body).into()),
+                )
+                .await?;
+            assert_eq!(status, 401, "{method} {path} with key {key:?}: {answer}");
+            assert_error(&answer, "unauthorized");
+        }
+    }
+    assert_eq!(
+        acme_state(&server, a).await?,
+        before,
+        "a request without a key ran"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn routes_write_show_and_call_for_their_tenant() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let ours = tenant_tables(&host, &acme).await?;
+    add_plugin(&ours, "text", "text.wasm").await?;
+    let server = Server::start(&host).await?;
+    let a = acme.api_key.as_str();
+    server
+        .post(
+            "/v1/tables",
+            a,
+            json!({"name": "docs", "columns": ["body:string", "n:int"]}),
+        )
+        .await?;
+    let rows = "{\"body\": \"red fox\", \"n\": 1}\n{\"body\": \"blue whale\", \"n\": 2}\n";
+    server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some(rows.into()),
+        )
+        .await?;
+    let (status, body) = server
+        .post(
+            "/v1/tables/docs/columns",
+            a,
+            json!({"name": "loud", "expression": "text.upper(body)"}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+
+    let (status, shown) = server.get("/v1/plugins/text", Some(a)).await?;
+    assert_eq!(status, 200, "{shown}");
+    assert_eq!(shown["entry"]["version"], 1, "{shown}");
+    assert!(
+        shown["effective_limits"]["upper"]["fuel_per_row"].is_u64(),
+        "{shown}"
+    );
+    let (status, called) = server
+        .post(
+            "/v1/plugins/text/call",
+            a,
+            json!({"function": "upper", "rows": [["hi"], {"s": "there"}, "you"]}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{called}");
+    assert_eq!(called["plugin"], "text@1", "{called}");
+    let values: Vec<&Value> = called["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| &row["value"])
+        .collect();
+    assert_eq!(values, [&json!("HI"), &json!("THERE"), &json!("YOU")]);
+    assert_eq!(called["records"][0]["rows"], 3, "{called}");
+    let (status, body) = server
+        .post(
+            "/v1/plugins/text/call",
+            a,
+            json!({"function": "nope", "rows": [["hi"]]}),
+        )
+        .await?;
+    assert_eq!(status, 404, "{body}");
+    assert_error(&body, "not_found");
+    let (status, body) = server
+        .post(
+            "/v1/plugins/text/call",
+            a,
+            json!({"function": "upper", "rows": [[1, 2]]}),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("row 0 has 2 arguments"),
+        "{body}"
+    );
+
+    let (status, body) = server
+        .send(
+            reqwest::Method::PATCH,
+            "/v1/tables/docs/rows",
+            Some(a),
+            Some(
+                json!({"set": ["body='green frog'"], "where": "n = 2"})
+                    .to_string()
+                    .into(),
+            ),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_changed"], 1, "{body}");
+    let (_, body) = server
+        .get("/v1/tables/docs/rows?where=n%20%3D%202", Some(a))
+        .await?;
+    assert_eq!(body["rows"][0]["loud"], "GREEN FROG", "{body}");
+    assert_eq!(
+        body["columns"][2],
+        json!({"name": "loud", "data_type": "string"})
+    );
+    assert_eq!(body["truncated"], false, "{body}");
+
+    let (status, body) = server
+        .post("/v1/tables/docs/columns/loud/recompute", a, json!({}))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_changed"], 2, "{body}");
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/columns/loud/upgrade",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400, "nothing to upgrade to: {body}");
+    assert_error(&body, "invalid");
+
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/tables/docs/rows",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 400, "a delete without where or all: {body}");
+    let (status, body) = server
+        .send(
+            reqwest::Method::DELETE,
+            "/v1/tables/docs/rows?where=n%20%3D%201",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows_removed"], 1, "{body}");
+    let (status, body) = server
+        .send(
+            reqwest::Method::POST,
+            "/v1/tables/docs/revert",
+            Some(a),
+            None,
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["operation"], "delete", "{body}");
+    let (_, body) = server.get("/v1/tables/docs/rows", Some(a)).await?;
+    assert_eq!(body["rows"].as_array().map(Vec::len), Some(2), "{body}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() -> anyhow::Result<()> {
+    let (_db, host) = setup(&[]).await?;
+    let acme = host.catalog().create_tenant("acme").await?;
+    let server = Server::start(&host).await?;
+
+    let response = server
+        .client
+        .get(format!("{}/v1/openapi.json", server.base))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 200, "no key is needed");
+    let document: Value = serde_json::from_str(&response.text().await?)?;
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|version| version.starts_with("3.")),
+        "{}",
+        document["openapi"]
+    );
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("a path item") {
+            documented.insert((method.to_uppercase(), path.clone()));
+            let responses = operation["responses"].as_object().expect("responses");
+            assert!(responses.contains_key("500"), "{method} {path}");
+            for name in path
+                .split('{')
+                .skip(1)
+                .filter_map(|part| part.split('}').next())
+            {
+                let declared = operation["parameters"]
+                    .as_array()
+                    .is_some_and(|parameters| {
+                        parameters
+                            .iter()
+                            .any(|p| p["name"] == name && p["in"] == "path")
+                    });
+                assert!(declared, "{method} {path} does not declare `{name}`");
+            }
+        }
+    }
+
+    let mut served = std::collections::BTreeSet::new();
+    served.insert(("GET".to_owned(), "/v1/health".to_owned()));
+    served.insert(("GET".to_owned(), "/v1/openapi.json".to_owned()));
+    for (method, path, _, body) in TENANT_ROUTES {
+        served.insert((method.to_owned(), path.to_owned()));
+        let operation = &document["paths"][path][method.to_lowercase()];
+        for status in ["401", "429"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {path} lacks {status}"
+            );
+        }
+        assert_eq!(
+            operation["security"][0]["api_key"],
+            json!([]),
+            "{method} {path}"
+        );
+        if body.is_some() && method != "DELETE" {
+            assert!(
+                operation["requestBody"].is_object(),
+                "{method} {path} has no request body"
+            );
+        }
+    }
+    assert_eq!(documented, served);
+
+    // Each documented route is served: no path returns `no route` or 405.
+    for (method, path) in &documented {
+        let (status, body) = server
+            .send(
+                method.parse()?,
+                &MISSING.fill(path),
+                Some(&acme.api_key),
+                None,
+            )
+            .await?;
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            status != 405 && !message.starts_with("no route"),
+            "{method} {path}: {status} {body}"
+        );
+    }
+    Ok(())
+}

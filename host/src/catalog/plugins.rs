@@ -16,7 +16,7 @@ use crate::sandbox::{
 };
 
 /// One catalog version of a plugin, without its component bytes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct PluginEntry {
     /// The catalog name.
     pub name: String,
@@ -29,6 +29,7 @@ pub struct PluginEntry {
     /// The plugin's own version string.
     pub plugin_version: String,
     /// The plugin's description, as `describe` returned it.
+    #[schema(value_type = Object)]
     pub description: Description,
     /// When the version was added, in UTC.
     pub added_at: String,
@@ -42,7 +43,7 @@ impl PluginEntry {
 }
 
 /// The result of adding a plugin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct AddedPlugin {
     /// The stored entry.
     pub entry: PluginEntry,

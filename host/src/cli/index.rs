@@ -7,8 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::Env;
 use super::table::{
-    RowProgress, SelectFormat, WriteArgs, count, display_table, failed_cells, flush, open,
-    push_display_rows, write_json_rows,
+    SelectFormat, WriteArgs, count, display_table, failed_cells, push_display_rows, write_json_rows,
 };
 use crate::table::values::cell_text;
 use crate::table::{MAX_SEARCH_ROWS, Metric, SearchInput, SearchQuery};
@@ -87,7 +86,7 @@ pub(crate) struct SearchArgs {
 }
 
 pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
+    let backend = env.backend();
     match command {
         IndexCommand::Add {
             table,
@@ -97,21 +96,17 @@ pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Resul
             name,
             write,
         } => {
-            let bar = RowProgress::new();
-            let result = tables
+            let options = backend.write_options(&write)?;
+            let added = backend
                 .add_index(
                     &table,
                     &column,
                     &embedding,
                     metric,
                     name.as_deref(),
-                    &write.options()?,
-                    &bar,
+                    &options,
                 )
-                .await;
-            bar.0.finish_and_clear();
-            let added = result?;
-            flush(&tables).await?;
+                .await?;
             if write.json {
                 println!("{}", serde_json::to_string_pretty(&added)?);
             } else {
@@ -134,7 +129,7 @@ pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Resul
             }
         }
         IndexCommand::List { table, json } => {
-            let indexes = tables.list_indexes(table.as_deref()).await?;
+            let indexes = backend.list_indexes(table.as_deref()).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&indexes)?);
             } else {
@@ -152,7 +147,7 @@ pub(crate) async fn run_index(command: IndexCommand, env: &Env) -> anyhow::Resul
             }
         }
         IndexCommand::Drop { table, name } => {
-            let summary = tables.drop_index(&table, &name).await?;
+            let summary = backend.drop_index(&table, &name).await?;
             println!(
                 "dropped index `{name}` and its column from `{table}`; version {}",
                 summary.version
@@ -178,7 +173,6 @@ pub(crate) async fn run_search(args: SearchArgs, env: &Env) -> anyhow::Result<()
             args.k
         );
     }
-    let tables = open(env).await?;
     let query = SearchQuery {
         index: args.index,
         input,
@@ -188,8 +182,7 @@ pub(crate) async fn run_search(args: SearchArgs, env: &Env) -> anyhow::Result<()
         version: args.version,
         explain: args.explain,
     };
-    let result = tables.search(&args.source, &query).await?;
-    flush(&tables).await?;
+    let result = env.backend().search(&args.source, &query).await?;
     if let Some(plan) = &result.plan {
         println!("{plan}");
         return Ok(());

@@ -1,5 +1,7 @@
 //! The `sandtable` command line: a thin layer over the library.
 
+mod backend;
+mod client;
 mod demo;
 mod index;
 mod plugin;
@@ -46,6 +48,11 @@ pub struct Cli {
         default_value = DEFAULT_TENANT
     )]
     tenant: String,
+
+    /// The URL of a `sandtable serve` to send the command to, instead of
+    /// opening the database; the API key comes from `SANDTABLE_API_KEY`.
+    #[arg(long, value_name = "URL", global = true, env = "SANDTABLE_SERVER")]
+    server: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -128,6 +135,9 @@ pub async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(server) = &cli.server {
+        return run_remote(cli.command, server, &cli.tenant).await;
+    }
     let database = DatabaseConfig::from_env()?;
     if let Command::Db(command) = cli.command {
         return pg::cli::run(command, &database).await;
@@ -155,6 +165,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Runs a command through the API of the server at `server`.
+async fn run_remote(command: Command, server: &str, tenant: &str) -> anyhow::Result<()> {
+    let name = match &command {
+        Command::Db(_) => Some("db"),
+        Command::Plugin(plugin::PluginCommand::Grant { .. }) => Some("plugin grant"),
+        Command::Plugin(plugin::PluginCommand::Revoke { .. }) => Some("plugin revoke"),
+        Command::Pool(_) => Some("pool"),
+        Command::Stats { .. } => Some("stats"),
+        Command::Demo(_) => Some("demo"),
+        Command::Serve(_) => Some("serve"),
+        Command::Tenant(_) => Some("tenant"),
+        _ => None,
+    };
+    if let Some(name) = name {
+        anyhow::bail!(
+            "`sandtable {name}` has no route in the HTTP API, so it cannot run with --server \
+             {server}; run it on the host, without --server and SANDTABLE_SERVER"
+        );
+    }
+    if tenant != DEFAULT_TENANT {
+        anyhow::bail!(
+            "--tenant {tenant} (or SANDTABLE_TENANT) does not apply with --server: the API key \
+             in {} picks the tenant; leave it out",
+            client::API_KEY_VARIABLE
+        );
+    }
+    let key = std::env::var(client::API_KEY_VARIABLE).ok();
+    let env = Env::remote(
+        DatabaseConfig::from_env()?,
+        client::Client::new(server, key)?,
+    );
+    match command {
+        Command::Plugin(command) => plugin::run(command, &env).await,
+        Command::Table(command) => table::run_table(command, &env).await,
+        Command::Insert(args) => table::run_insert(args, &env).await,
+        Command::Column(command) => table::run_column(command, &env).await,
+        Command::Recompute(args) => table::run_recompute(args, &env).await,
+        Command::Update(args) => table::run_update(args, &env).await,
+        Command::Delete(args) => table::run_delete(args, &env).await,
+        Command::Select(args) => table::run_select(args, &env).await,
+        Command::Snapshot(command) => table::run_snapshot(command, &env).await,
+        Command::Index(command) => index::run_index(command, &env).await,
+        Command::Search(args) => index::run_search(args, &env).await,
+        Command::Db(_)
+        | Command::Pool(_)
+        | Command::Stats { .. }
+        | Command::Demo(_)
+        | Command::Serve(_)
+        | Command::Tenant(_) => unreachable!("rejected above"),
+    }
+}
+
 /// The state that commands share: the database configuration and the
 /// operator's configuration, from which each command opens the engine and
 /// the catalog it needs.
@@ -162,6 +224,9 @@ pub(crate) struct Env {
     config: DatabaseConfig,
     settings: Arc<Config>,
     tenant: String,
+    /// The server that `--server` names; commands then send requests to it
+    /// instead of opening the database.
+    client: Option<client::Client>,
 }
 
 impl Env {
@@ -170,6 +235,27 @@ impl Env {
             config,
             settings,
             tenant,
+            client: None,
+        }
+    }
+
+    /// Returns the state of a command sent to a server. It opens no
+    /// database, and `config` gives only the data directory, whose
+    /// compiled cache `plugin check` uses.
+    fn remote(config: DatabaseConfig, client: client::Client) -> Self {
+        Env {
+            config,
+            settings: Arc::default(),
+            tenant: DEFAULT_TENANT.to_owned(),
+            client: Some(client),
+        }
+    }
+
+    /// Returns where table and plugin commands run.
+    fn backend(&self) -> backend::Backend<'_> {
+        match &self.client {
+            Some(client) => backend::Backend::Remote(client),
+            None => backend::Backend::Local(self),
         }
     }
 

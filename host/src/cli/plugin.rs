@@ -1,5 +1,6 @@
 //! `sandtable plugin ...`: add, list, show, remove, check, grant and call.
 
+use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
@@ -7,11 +8,16 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
+use super::backend::Backend;
+use super::client::Payload;
 use super::{Env, present};
-use crate::catalog::{PluginEntry, PluginRef};
+use crate::catalog::call::{
+    CallReport, argument_columns, find_function, row_arguments, run_batch, signature,
+};
+use crate::catalog::{FunctionLimits, PluginDetails, PluginRef};
 use crate::sandbox::{
-    BatchOutput, CallContext, CallQuotas, Column, DataType, Description, DirectoryGrant, Function,
-    HostPattern, LimitPolicy, LoadedPlugin, UdfEngine, check_name,
+    Column, DataType, Description, DirectoryGrant, EngineConfig, Function, HostPattern,
+    LoadedPlugin, UdfEngine, check_name,
 };
 
 #[derive(Debug, Subcommand)]
@@ -139,14 +145,10 @@ pub(crate) async fn run(command: PluginCommand, env: &Env) -> anyhow::Result<()>
     }
 }
 
-/// Reads a component file, refusing one over the engine's size cap before
-/// reading it.
-fn read_component(engine: &UdfEngine, file: &Path) -> anyhow::Result<Vec<u8>> {
-    read_bounded(
-        file,
-        engine.config().max_component_bytes as u64,
-        "component size",
-    )
+/// Reads a component file, rejecting one over the size cap of `config`
+/// before reading it.
+pub(super) fn read_component(config: &EngineConfig, file: &Path) -> anyhow::Result<Vec<u8>> {
+    read_bounded(file, config.max_component_bytes as u64, "component size")
 }
 
 /// The largest `--input` file `plugin call` reads: 256 MiB.
@@ -194,8 +196,11 @@ fn read_bounded(file: &Path, max: u64, what: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-async fn load_file(engine: &UdfEngine, file: &Path) -> anyhow::Result<(Vec<u8>, LoadedPlugin)> {
-    let bytes = read_component(engine, file)?;
+pub(super) async fn load_file(
+    engine: &UdfEngine,
+    file: &Path,
+) -> anyhow::Result<(Vec<u8>, LoadedPlugin)> {
+    let bytes = read_component(engine.config(), file)?;
     let engine = engine.clone();
     let (bytes, loaded) = tokio::task::spawn_blocking(move || {
         let loaded = engine.load(&bytes);
@@ -210,45 +215,42 @@ async fn add(env: &Env, file: &Path, name: Option<String>, json: bool) -> anyhow
     if let Some(name) = &name {
         check_name("plugin name", name).map_err(anyhow::Error::msg)?;
     }
-    let engine = env.engine()?;
-    let (bytes, plugin) = load_file(&engine, file).await?;
-    let name = name.unwrap_or_else(|| plugin.description().name.clone());
-    let (catalog, tenant) = env.catalog().await?;
-    let added = catalog.add_plugin(&tenant, &name, &bytes, &plugin).await?;
-    let described = &plugin.description().name;
-    if described != &name && !json {
+    let added = env.backend().add_plugin(file, name.as_deref()).await?;
+    let entry = &added.entry;
+    let described = &entry.description.name;
+    if described != &entry.name && !json {
         // Under another plugin's name, the new version becomes what
         // `NAME.FUNCTION` without a version calls.
         eprintln!(
             "note: the component describes itself as `{described}`, and is stored as a version \
-             of `{name}`; expressions that name `{name}` without a version now call it"
+             of `{name}`; expressions that name `{name}` without a version now call it",
+            name = entry.name
         );
     }
     if json {
-        let value = json!({ "entry": present::entry(&added.entry), "created": added.created });
+        let value = json!({ "entry": present::entry(entry), "created": added.created });
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else if added.created {
         println!(
             "added {} ({} {}, sha256 {}, {} functions)",
-            added.entry.reference(),
-            plugin.description().name,
-            added.entry.plugin_version,
-            &added.entry.sha256[..12],
-            plugin.description().functions.len()
+            entry.reference(),
+            described,
+            entry.plugin_version,
+            &entry.sha256[..12],
+            entry.description.functions.len()
         );
     } else {
         println!(
             "{} already holds this component (sha256 {}); nothing added",
-            added.entry.reference(),
-            &added.entry.sha256[..12]
+            entry.reference(),
+            &entry.sha256[..12]
         );
     }
     Ok(())
 }
 
 async fn list(env: &Env, json: bool) -> anyhow::Result<()> {
-    let (catalog, tenant) = env.catalog().await?;
-    let entries = catalog.list_plugins(&tenant).await?;
+    let entries = env.backend().list_plugins().await?;
     if json {
         let entries: Vec<Value> = entries.iter().map(present::entry).collect();
         println!("{}", serde_json::to_string_pretty(&entries)?);
@@ -284,17 +286,18 @@ async fn list(env: &Env, json: bool) -> anyhow::Result<()> {
 
 async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     let reference: PluginRef = reference.parse()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let entry = catalog.find_plugin(&tenant, &reference).await?;
-    let directories = catalog.directories(&tenant, &entry.name).await?;
-    let hosts = catalog.hosts(&tenant, &entry.name).await?;
-    let pools = function_pools(&catalog, &entry, !hosts.is_empty());
-    let policy = LimitPolicy::default();
-    let quotas = env.settings.tenant_quotas(&tenant.name).calls;
+    let details = env.backend().plugin_details(&reference).await?;
+    let PluginDetails {
+        entry,
+        effective_limits,
+        directories,
+        hosts,
+        pools,
+    } = &details;
     if json {
         let value = json!({
-            "entry": present::entry(&entry),
-            "effective_limits": effective_limits(&entry.description, &policy, &quotas),
+            "entry": present::entry(entry),
+            "effective_limits": effective_limits,
             "directories": directories,
             "hosts": hosts.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "pools": pools,
@@ -310,37 +313,13 @@ async fn show(env: &Env, reference: &str, json: bool) -> anyhow::Result<()> {
     println!("  sha256:   {}", entry.sha256);
     println!("  size:     {} bytes", entry.size_bytes);
     println!("  added:    {}", entry.added_at);
-    print_description(&entry.description, &policy, &quotas);
-    print_grants(&entry.name, &entry.description, &directories);
-    print_hosts(&entry.name, &entry.description, &hosts);
-    for (function, pool) in &pools {
-        println!(
-            "  pool of {function}: {}",
-            pool.as_str().unwrap_or_default()
-        );
+    print_description(&entry.description, effective_limits);
+    print_grants(&entry.name, &entry.description, directories);
+    print_hosts(&entry.name, &entry.description, hosts);
+    for (function, pool) in pools {
+        println!("  pool of {function}: {pool}");
     }
     Ok(())
-}
-
-/// The pool each function is charged to, with its limits, as
-/// [`crate::catalog::Catalog::load_plugin`] resolves them.
-fn function_pools(
-    catalog: &crate::catalog::Catalog,
-    entry: &crate::catalog::PluginEntry,
-    sends_requests: bool,
-) -> serde_json::Map<String, Value> {
-    let config = catalog.pools().config();
-    let mut pools = serde_json::Map::new();
-    for function in &entry.description.functions {
-        if let Some(name) = catalog.pool_name(entry, &function.name, sends_requests) {
-            let spec = config.pool(&name);
-            pools.insert(
-                function.name.clone(),
-                json!(format!("{name} ({spec}, from {})", spec.origin)),
-            );
-        }
-    }
-    pools
 }
 
 fn print_hosts(name: &str, description: &Description, hosts: &[HostPattern]) {
@@ -358,42 +337,22 @@ fn print_hosts(name: &str, description: &Description, hosts: &[HostPattern]) {
     println!("  outbound hosts granted: {}", hosts.join(", "));
 }
 
-/// Returns each function's limits under the host's policy and the tenant's
-/// quotas.
-fn effective_limits(description: &Description, policy: &LimitPolicy, quotas: &CallQuotas) -> Value {
-    description
-        .functions
-        .iter()
-        .map(|function| {
-            (
-                function.name.clone(),
-                present::limits(&quotas.cap(policy.effective(&function.limits))),
-            )
-        })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
-}
-
-fn signature(function: &Function) -> String {
-    let params: Vec<String> = function
-        .params
-        .iter()
-        .map(|param| format!("{}: {}", param.name, param.type_))
-        .collect();
-    format!(
-        "{}({}) -> {}",
-        function.name,
-        params.join(", "),
-        function.returns
-    )
-}
-
-fn print_description(description: &Description, policy: &LimitPolicy, quotas: &CallQuotas) {
+/// Prints the functions of `description` with the limits they run under,
+/// by function name.
+fn print_description(description: &Description, limits: &BTreeMap<String, FunctionLimits>) {
     let mut table = super::table([
         "FUNCTION", "BATCH", "NULLS", "POOL", "FUEL/ROW", "MEMORY", "DEADLINE", "OUTPUT",
     ]);
     for function in &description.functions {
-        let limits = quotas.cap(policy.effective(&function.limits));
+        let limits = limits
+            .get(&function.name)
+            .copied()
+            .unwrap_or(FunctionLimits {
+                fuel_per_row: 0,
+                memory_bytes: 0,
+                deadline_ms: 0,
+                output_bytes: 0,
+            });
         table.add_row([
             signature(function),
             function.batch_size.to_string(),
@@ -406,7 +365,7 @@ fn print_description(description: &Description, policy: &LimitPolicy, quotas: &C
             function.pool.clone().unwrap_or_else(|| "-".into()),
             limits.fuel_per_row.to_string(),
             format!("{} MiB", limits.memory_bytes >> 20),
-            format!("{} ms", limits.deadline.as_millis()),
+            format!("{} ms", limits.deadline_ms),
             format!("{} MiB", limits.output_bytes >> 20),
         ]);
     }
@@ -453,9 +412,9 @@ async fn remove(env: &Env, reference: &str, all_versions: bool) -> anyhow::Resul
              to remove every version"
         );
     }
-    let (catalog, tenant) = env.catalog().await?;
-    let removed = catalog
-        .remove_plugin(&tenant, &reference, all_versions)
+    let removed = env
+        .backend()
+        .remove_plugin(&reference, all_versions)
         .await?;
     for entry in removed {
         println!("removed {}", entry.reference());
@@ -467,14 +426,14 @@ async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
     let engine = env.engine()?;
     let (_, plugin) = load_file(&engine, file).await?;
     let description = plugin.description();
-    let policy = &engine.config().policy;
     let quotas = env.settings.tenant_quotas(&env.tenant).calls;
+    let limits = FunctionLimits::of_functions(description, &engine.config().policy, &quotas);
     if json {
         let value = json!({
             "sha256": plugin.sha256(),
             "size_bytes": plugin.size_bytes(),
             "description": present::description(description),
-            "effective_limits": effective_limits(description, policy, &quotas),
+            "effective_limits": limits,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -487,7 +446,7 @@ async fn check(env: &Env, file: &Path, json: bool) -> anyhow::Result<()> {
         &plugin.sha256()[..12],
         plugin.size_bytes()
     );
-    print_description(description, policy, &quotas);
+    print_description(description, &limits);
     Ok(())
 }
 
@@ -569,50 +528,58 @@ async fn call(
         bail!("`{target}` must be `PLUGIN.FUNCTION`, such as `text.upper`");
     };
     let reference: PluginRef = reference.parse()?;
-    let engine = env.engine()?;
-    let (catalog, tenant) = env.catalog().await?;
-    let (entry, plugin, context) = catalog.load_plugin(&engine, &tenant, &reference).await?;
-    let Some(function) = plugin.function(function_name).cloned() else {
-        bail!(
-            "plugin `{}` has no function `{function_name}`; it has {}",
-            entry.reference(),
-            plugin
-                .description()
-                .functions
-                .iter()
-                .map(signature)
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+    let report = match env.backend() {
+        Backend::Local(env) => {
+            let engine = env.engine()?;
+            let (catalog, tenant) = env.catalog().await?;
+            let (entry, plugin, context) =
+                catalog.load_plugin(&engine, &tenant, &reference).await?;
+            let function = find_function(&entry, function_name)
+                .map_err(anyhow::Error::msg)?
+                .clone();
+            let rows = call_rows(&function, args, input)?;
+            let columns = argument_columns(&function, &rows).map_err(anyhow::Error::msg)?;
+            let output = run_batch(
+                &engine,
+                &plugin,
+                &context,
+                &function.name,
+                columns,
+                rows.len(),
+            )
+            .await?;
+            catalog.flush_stats(&engine).await?;
+            CallReport::new(&entry, &function.name, &output)
+        }
+        Backend::Remote(client) => {
+            // The version is resolved once, so that the rows are checked
+            // against the same parameters that the call runs with.
+            let details = Backend::Remote(client).plugin_details(&reference).await?;
+            let function =
+                find_function(&details.entry, function_name).map_err(anyhow::Error::msg)?;
+            let rows = call_rows(function, args, input)?;
+            let body = json!({"function": function.name, "rows": rows});
+            let version = details.entry.reference();
+            let path = ["v1", "plugins", version.as_str(), "call"];
+            client
+                .send(reqwest::Method::POST, &path, &[], Payload::Json(body))
+                .await?
+        }
     };
-    let rows = match input {
-        Some(file) => read_input_rows(file, &function)?,
-        None => vec![parse_arg_row(&function, args)?],
-    };
-    let columns = columns_for(&function, &rows)?;
-    let row_count = rows.len();
-    let output = run_batch(&engine, &plugin, &context, &function, columns, row_count).await?;
-    catalog.flush_stats(&engine).await?;
-    print_call(&entry, &function, &output, json)
+    print_call(&report, json)
 }
 
-/// Runs the rows as one batch on a thread for blocking work.
-async fn run_batch(
-    engine: &UdfEngine,
-    plugin: &LoadedPlugin,
-    context: &CallContext,
+/// Returns the rows of a call: one row of `--arg` values, or the rows of
+/// the `--input` file.
+fn call_rows(
     function: &Function,
-    columns: Vec<Column>,
-    rows: usize,
-) -> anyhow::Result<BatchOutput> {
-    let engine = engine.clone();
-    let plugin = plugin.clone();
-    let context = context.clone();
-    let name = function.name.clone();
-    let output =
-        tokio::task::spawn_blocking(move || engine.call(&plugin, &context, &name, &columns, rows))
-            .await??;
-    Ok(output)
+    args: &[String],
+    input: Option<&Path>,
+) -> anyhow::Result<Vec<Vec<Value>>> {
+    match input {
+        Some(file) => read_input_rows(file, function),
+        None => Ok(vec![parse_arg_row(function, args)?]),
+    }
 }
 
 fn parse_arg_row(function: &Function, args: &[String]) -> anyhow::Result<Vec<Value>> {
@@ -698,39 +665,9 @@ fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<V
                 error.column()
             )
         })?;
-        let row = match value {
-            Value::Array(items) => items,
-            Value::Object(mut object) => {
-                let row: Vec<Value> = function
-                    .params
-                    .iter()
-                    .map(|param| object.remove(&param.name).unwrap_or(Value::Null))
-                    .collect();
-                if let Some(unknown) = object.keys().next() {
-                    bail!(
-                        "`{}` line {line_number} has key `{unknown}`, which is not a parameter of `{}`",
-                        file.display(),
-                        signature(function)
-                    );
-                }
-                row
-            }
-            other if function.params.len() == 1 => vec![other],
-            _ => bail!(
-                "`{}` line {line_number} must be an array of {} arguments or an object keyed by parameter name",
-                file.display(),
-                function.params.len()
-            ),
-        };
-        if row.len() != function.params.len() {
-            bail!(
-                "`{}` line {line_number} has {} arguments; `{}` takes {}",
-                file.display(),
-                row.len(),
-                signature(function),
-                function.params.len()
-            );
-        }
+        let row = row_arguments(function, value).map_err(|message| {
+            anyhow::anyhow!("`{}` line {line_number} {message}", file.display())
+        })?;
         rows.push(row);
     }
     if rows.is_empty() {
@@ -740,20 +677,6 @@ fn read_input_rows(file: &Path, function: &Function) -> anyhow::Result<Vec<Vec<V
         );
     }
     Ok(rows)
-}
-
-fn columns_for(function: &Function, rows: &[Vec<Value>]) -> anyhow::Result<Vec<Column>> {
-    function
-        .params
-        .iter()
-        .enumerate()
-        .map(|(index, param)| {
-            let values: Vec<Value> = rows.iter().map(|row| row[index].clone()).collect();
-            Column::from_json(&param.type_, &values).map_err(|error| {
-                anyhow::anyhow!("argument `{}: {}`: {error}", param.name, param.type_)
-            })
-        })
-        .collect()
 }
 
 /// The maximum number of characters printed in a table cell. `--json` prints
@@ -766,59 +689,39 @@ fn display_cell(text: &str) -> String {
     crate::sandbox::escape_for_display(text, MAX_CELL_CHARS)
 }
 
-fn print_call(
-    entry: &PluginEntry,
-    function: &Function,
-    output: &BatchOutput,
-    json: bool,
-) -> anyhow::Result<()> {
-    let rows: Vec<Value> = (0..output.column.len())
-        .map(|row| {
-            let error = output.errors.iter().find(|error| error.row == row);
-            json!({
-                "row": row,
-                "value": output.column.json_at(row),
-                "error_type": error.map(|e| e.class.as_str()),
-                "error": error.map(|e| e.message.as_str()),
-            })
-        })
-        .collect();
+fn print_call(report: &CallReport, json: bool) -> anyhow::Result<()> {
     if json {
-        let value = json!({
-            "plugin": entry.reference(),
-            "function": function.name,
-            "rows": rows,
-            "records": output.records,
-        });
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());
     }
     let mut table = super::table(["ROW", "VALUE", "ERROR"]);
-    for row in &rows {
-        let error = match (row["error_type"].as_str(), row["error"].as_str()) {
+    for row in &report.rows {
+        let error = match (&row.error_type, &row.error) {
             (Some(class), Some(message)) => format!("{class}: {message}"),
             _ => String::new(),
         };
         table.add_row([
-            row["row"].to_string(),
-            display_cell(&row["value"].to_string()),
+            row.row.to_string(),
+            display_cell(&row.value.to_string()),
             display_cell(&error),
         ]);
     }
     println!("{table}");
-    let sent = output
+    // Only a strict function leaves rows out of its first call: those with
+    // a null argument, which it computes as null without the guest.
+    let sent = report
         .records
         .first()
         .map_or(0, |record| record.rows as usize);
-    let skipped = rows.len().saturating_sub(sent);
-    if !function.takes_nulls && skipped > 0 {
+    let skipped = report.rows.len().saturating_sub(sent);
+    if skipped > 0 {
         println!(
             "{skipped} of {} rows had a null argument and were not sent to the guest, since `{}` is strict",
-            rows.len(),
-            function.name
+            report.rows.len(),
+            report.function
         );
     }
-    for record in &output.records {
+    for record in &report.records {
         println!(
             "call {}: {} rows, {} bytes in, {} bytes out, instantiate {} us, guest {} us, fuel {}, \
              memory peak {} bytes, cache hit {}, outcome {}",
@@ -834,7 +737,7 @@ fn print_call(
             record.outcome
         );
     }
-    if output.records.is_empty() {
+    if report.records.is_empty() {
         println!("no guest call was made: every row had a null argument of a strict function");
     }
     Ok(())

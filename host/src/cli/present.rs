@@ -1,11 +1,10 @@
 //! JSON forms of catalog and sandbox values for `--json` output, with types
-//! written as the CLI writes them (`int`, `vector(8)`) and durations in
-//! milliseconds.
+//! written as the CLI writes them (`int`, `vector(8)`).
 
 use serde_json::{Value, json};
 
 use crate::catalog::PluginEntry;
-use crate::sandbox::{Description, EffectiveLimits, Function};
+use crate::sandbox::{Description, Function};
 
 /// Converts a description to JSON.
 pub(crate) fn description(description: &Description) -> Value {
@@ -55,15 +54,5 @@ pub(crate) fn entry(entry: &PluginEntry) -> Value {
         "plugin_version": entry.plugin_version,
         "added_at": entry.added_at,
         "description": description(&entry.description),
-    })
-}
-
-/// Converts effective limits to JSON.
-pub(crate) fn limits(limits: &EffectiveLimits) -> Value {
-    json!({
-        "fuel_per_row": limits.fuel_per_row,
-        "memory_bytes": limits.memory_bytes,
-        "deadline_ms": limits.deadline.as_millis() as u64,
-        "output_bytes": limits.output_bytes,
     })
 }

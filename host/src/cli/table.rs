@@ -10,12 +10,17 @@ use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+use reqwest::Method;
+
 use super::Env;
+use super::backend::{Backend, value_name};
+use super::client::{Client, Payload};
 use crate::sandbox::{Column, escape_for_display};
+use crate::server::{DEFAULT_SELECT_LIMIT, RowsPage};
 use crate::table::input::InputFormat;
 use crate::table::values::{cell_json, cell_text};
 use crate::table::{
-    NewColumn, OnError, OutputColumn, Progress, SelectQuery, Tables, WriteOptions, WriteSummary,
+    OnError, OutputColumn, Progress, SelectQuery, Tables, WriteOptions, WriteSummary,
 };
 
 #[derive(Debug, Subcommand)]
@@ -126,10 +131,10 @@ pub(crate) struct WriteArgs {
     /// What a failed computed cell does: `abort` writes nothing, `ignore` stores
     /// the error in the cell.
     #[arg(long, value_enum, default_value = "abort")]
-    on_error: OnError,
+    pub(super) on_error: OnError,
     /// How many batches run through plugins at once; the number of CPUs by default.
     #[arg(long)]
-    workers: Option<usize>,
+    pub(super) workers: Option<usize>,
     /// Print the result as JSON.
     #[arg(long)]
     pub(super) json: bool,
@@ -270,14 +275,10 @@ pub(super) async fn flush(tables: &Tables) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
+    let backend = env.backend();
     match command {
         TableCommand::Create { name, columns } => {
-            let columns = columns
-                .iter()
-                .map(|text| NewColumn::parse(text))
-                .collect::<Result<Vec<_>, _>>()?;
-            let schema = tables.create_table(&name, &columns).await?;
+            let schema = backend.create_table(&name, &columns).await?;
             println!(
                 "created table `{}` with {} columns",
                 schema.name,
@@ -285,7 +286,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
             );
         }
         TableCommand::List { json } => {
-            let list = tables.list_tables().await?;
+            let list = backend.list_tables().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -307,7 +308,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
             }
         }
         TableCommand::Show { name, json } => {
-            let details = tables.describe_table(&name).await?;
+            let details = backend.describe_table(&name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&details)?);
             } else {
@@ -337,7 +338,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
             name,
             with_snapshots,
         } => {
-            let snapshots = tables.drop_table(&name, with_snapshots).await?;
+            let snapshots = backend.drop_table(&name, with_snapshots).await?;
             if snapshots.is_empty() {
                 println!("dropped table `{name}`");
             } else {
@@ -348,7 +349,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
             }
         }
         TableCommand::History { name, json } => {
-            let history = tables.history(&name).await?;
+            let history = backend.history(&name).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&history)?);
             } else {
@@ -380,7 +381,7 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
             }
         }
         TableCommand::Revert { name } => {
-            let entry = tables.revert(&name).await?;
+            let entry = backend.revert(&name).await?;
             println!(
                 "reverted version {} ({}) of table `{name}`; it is at version {} again",
                 entry.version,
@@ -393,8 +394,30 @@ pub(crate) async fn run_table(command: TableCommand, env: &Env) -> anyhow::Resul
 }
 
 pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()> {
+    let backend = env.backend();
+    let options = backend.write_options(&args.write)?;
+    let summary = match backend {
+        Backend::Local(env) => insert_local(&args, env, &options).await?,
+        Backend::Remote(client) => insert_remote(&args, client, &options).await?,
+    };
+    print_summary(
+        &summary,
+        args.write.json,
+        &format!(
+            "inserted {}",
+            count(summary.changes.rows_added as u64, "row", "rows")
+        ),
+    );
+    Ok(())
+}
+
+/// Inserts the rows of `args.file` into the database.
+async fn insert_local(
+    args: &InsertArgs,
+    env: &Env,
+    options: &WriteOptions,
+) -> anyhow::Result<WriteSummary> {
     let tables = open(env).await?;
-    let options = args.write.options()?;
     let (reader, length, name): (Box<dyn Read + Send>, Option<u64>, String) =
         if args.file.as_os_str() == "-" {
             (Box::new(std::io::stdin()), None, "standard input".into())
@@ -415,23 +438,68 @@ pub(crate) async fn run_insert(args: InsertArgs, env: &Env) -> anyhow::Result<()
             })?
         }
     };
-    let result = tables.insert(&args.table, reader, format, &options).await;
+    let result = tables.insert(&args.table, reader, format, options).await;
     bar.finish_and_clear();
     let summary = result?;
     flush(&tables).await?;
-    print_summary(
-        &summary,
-        args.write.json,
-        &format!(
-            "inserted {}",
-            count(summary.changes.rows_added as u64, "row", "rows")
-        ),
-    );
-    Ok(())
+    Ok(summary)
+}
+
+/// Streams the rows of `args.file` to the server as the body of one
+/// request.
+async fn insert_remote(
+    args: &InsertArgs,
+    client: &Client,
+    options: &WriteOptions,
+) -> anyhow::Result<WriteSummary> {
+    use futures_util::TryStreamExt as _;
+    use tokio::io::AsyncBufReadExt as _;
+
+    let (reader, length, name): (
+        Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        Option<u64>,
+        String,
+    ) = if args.file.as_os_str() == "-" {
+        (Box::new(tokio::io::stdin()), None, "standard input".into())
+    } else {
+        let file = tokio::fs::File::open(&args.file)
+            .await
+            .with_context(|| format!("cannot open input file `{}`", args.file.display()))?;
+        let length = file.metadata().await.ok().map(|m| m.len());
+        (Box::new(file), length, format!("`{}`", args.file.display()))
+    };
+    let mut reader = tokio::io::BufReader::with_capacity(1 << 16, reader);
+    let format = match args.format.or_else(|| InputFormat::from_path(&args.file)) {
+        Some(format) => format,
+        None => {
+            let head = reader.fill_buf().await.context("cannot read the input")?;
+            InputFormat::sniff(head).with_context(|| {
+                format!("cannot tell the format of {name}; give --format jsonl, json or csv")
+            })?
+        }
+    };
+    let content_type = match format {
+        InputFormat::Jsonl => "application/x-ndjson",
+        InputFormat::Json => "application/json",
+        InputFormat::Csv => "text/csv",
+    };
+    let bar = progress_bar(length);
+    let counted = bar.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(reader, 1 << 16)
+        .inspect_ok(move |chunk| counted.inc(chunk.len() as u64));
+    let query = [
+        ("format", value_name(&format)),
+        ("on_error", value_name(&options.on_error)),
+    ];
+    let path = ["v1", "tables", args.table.as_str(), "rows"];
+    let payload = Payload::Stream(reqwest::Body::wrap_stream(stream), content_type);
+    let result = client.send(Method::POST, &path, &query, payload).await;
+    bar.finish_and_clear();
+    result
 }
 
 pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
+    let backend = env.backend();
     match command {
         ColumnCommand::Add {
             table,
@@ -439,13 +507,10 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
             expression,
             write,
         } => {
-            let bar = RowProgress::new();
-            let result = tables
-                .add_computed_column(&table, &name, &expression, &write.options()?, &bar)
-                .await;
-            bar.0.finish_and_clear();
-            let added = result?;
-            flush(&tables).await?;
+            let options = backend.write_options(&write)?;
+            let added = backend
+                .add_column(&table, &name, &expression, &options)
+                .await?;
             if write.json {
                 println!("{}", serde_json::to_string_pretty(&added)?);
             } else {
@@ -465,84 +530,67 @@ pub(crate) async fn run_column(command: ColumnCommand, env: &Env) -> anyhow::Res
             to,
             write,
         } => {
-            let bar = RowProgress::new();
-            let result = tables
-                .upgrade_column(&table, &column, to.as_deref(), &write.options()?, &bar)
-                .await;
+            let options = backend.write_options(&write)?;
+            let summary = backend
+                .upgrade_column(&table, &column, to.as_deref(), &options)
+                .await?;
             // The version's detail names the expressions before and after.
-            let moved = match &result {
-                Ok(_) => tables
-                    .history(&table)
-                    .await
-                    .ok()
-                    .and_then(|history| history.last().map(|entry| entry.detail.clone()))
-                    .and_then(|detail| {
-                        Some(format!(
-                            " from {} to {}",
-                            detail["from"].as_str()?,
-                            detail["to"].as_str()?
-                        ))
-                    })
-                    .unwrap_or_default(),
-                Err(_) => String::new(),
-            };
-            report(&tables, bar, result, write.json, |summary| {
-                format!(
-                    "upgraded column `{column}`{moved}: computed {}",
-                    count(summary.changes.rows_changed as u64, "row", "rows")
-                )
-            })
-            .await?;
+            let moved = backend
+                .history(&table)
+                .await
+                .ok()
+                .and_then(|history| history.last().map(|entry| entry.detail.clone()))
+                .and_then(|detail| {
+                    Some(format!(
+                        " from {} to {}",
+                        detail["from"].as_str()?,
+                        detail["to"].as_str()?
+                    ))
+                })
+                .unwrap_or_default();
+            let what = format!(
+                "upgraded column `{column}`{moved}: computed {}",
+                count(summary.changes.rows_changed as u64, "row", "rows")
+            );
+            print_summary(&summary, write.json, &what);
         }
     }
     Ok(())
 }
 
 pub(crate) async fn run_recompute(args: RecomputeArgs, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
-    let bar = RowProgress::new();
-    let result = tables
-        .recompute(
-            &args.table,
-            &args.column,
-            args.errors_only,
-            &args.write.options()?,
-            &bar,
-        )
-        .await;
-    report(&tables, bar, result, args.write.json, |summary| {
-        format!(
-            "recomputed {}",
-            count(summary.changes.rows_changed as u64, "row", "rows")
-        )
-    })
-    .await
+    let backend = env.backend();
+    let options = backend.write_options(&args.write)?;
+    let summary = backend
+        .recompute(&args.table, &args.column, args.errors_only, &options)
+        .await?;
+    let what = format!(
+        "recomputed {}",
+        count(summary.changes.rows_changed as u64, "row", "rows")
+    );
+    print_summary(&summary, args.write.json, &what);
+    Ok(())
 }
 
 pub(crate) async fn run_update(args: UpdateArgs, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
-    let bar = RowProgress::new();
-    let result = tables
-        .update(
-            &args.table,
-            &args.sets,
-            args.filter.as_deref(),
-            &args.write.options()?,
-            &bar,
-        )
-        .await;
-    report(&tables, bar, result, args.write.json, |summary| {
-        format!(
-            "updated {}",
-            count(summary.changes.rows_changed as u64, "row", "rows")
-        )
-    })
-    .await
+    let backend = env.backend();
+    let options = backend.write_options(&args.write)?;
+    let summary = backend
+        .update(&args.table, &args.sets, args.filter.as_deref(), &options)
+        .await?;
+    let what = format!(
+        "updated {}",
+        count(summary.changes.rows_changed as u64, "row", "rows")
+    );
+    print_summary(&summary, args.write.json, &what);
+    Ok(())
 }
 
 pub(crate) async fn run_delete(args: DeleteArgs, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
-    let summary = tables.delete(&args.table, args.filter.as_deref()).await?;
+    let summary = env
+        .backend()
+        .delete(&args.table, args.filter.as_deref())
+        .await?;
     print_summary(
         &summary,
         args.json,
@@ -555,21 +603,21 @@ pub(crate) async fn run_delete(args: DeleteArgs, env: &Env) -> anyhow::Result<()
 }
 
 pub(crate) async fn run_snapshot(command: SnapshotCommand, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
+    let backend = env.backend();
     match command {
         SnapshotCommand::Create {
             name,
             table,
             version,
         } => {
-            let snapshot = tables.create_snapshot(&name, &table, version).await?;
+            let snapshot = backend.create_snapshot(&name, &table, version).await?;
             println!(
                 "snapshot `{}` pins version {} of table `{}`",
                 snapshot.name, snapshot.version, snapshot.table
             );
         }
         SnapshotCommand::List { json } => {
-            let list = tables.list_snapshots().await?;
+            let list = backend.list_snapshots().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else if list.is_empty() {
@@ -585,7 +633,7 @@ pub(crate) async fn run_snapshot(command: SnapshotCommand, env: &Env) -> anyhow:
             }
         }
         SnapshotCommand::Drop { name } => {
-            tables.drop_snapshot(&name).await?;
+            backend.drop_snapshot(&name).await?;
             println!("dropped snapshot `{name}`");
         }
     }
@@ -593,7 +641,6 @@ pub(crate) async fn run_snapshot(command: SnapshotCommand, env: &Env) -> anyhow:
 }
 
 pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()> {
-    let tables = open(env).await?;
     let query = SelectQuery {
         columns: args.columns,
         filter: args.filter,
@@ -604,68 +651,157 @@ pub(crate) async fn run_select(args: SelectArgs, env: &Env) -> anyhow::Result<()
         errors: args.errors,
     };
     let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    match args.format {
-        SelectFormat::Table => {
-            let mut rows: Vec<Vec<String>> = Vec::new();
-            let (source, count) = tables
-                .select_each(&args.source, &query, |_, columns| {
-                    push_display_rows(&mut rows, columns);
-                    Ok(())
-                })
-                .await?;
-            writeln!(out, "{}", display_table(&source.columns, rows))?;
-            writeln!(out, "({count} {})", if count == 1 { "row" } else { "rows" })?;
-        }
-        SelectFormat::Json => {
+    let mut printer = SelectPrinter::new(args.format, stdout.lock());
+    match env.backend() {
+        Backend::Local(env) => {
+            let tables = open(env).await?;
             let mut failed = None;
-            tables
+            let (source, count) = tables
                 .select_each(&args.source, &query, |names, columns| {
-                    if let Err(error) = write_json_rows(&mut out, names, columns) {
+                    if failed.is_none()
+                        && let Err(error) = printer.batch(names, columns)
+                    {
                         failed = Some(error);
                     }
                     Ok(())
                 })
                 .await?;
             if let Some(error) = failed {
-                return Err(error.into());
+                return Err(error);
             }
+            printer.finish(&source.columns, count)
         }
-        SelectFormat::Csv => {
-            let mut writer = csv::Writer::from_writer(&mut out);
-            let mut wrote_header = false;
-            let mut failed = None;
-            let (source, _) = tables
-                .select_each(&args.source, &query, |names, columns| {
-                    if !wrote_header {
-                        wrote_header = true;
-                        if let Err(error) = writer.write_record(names.iter().map(|c| &c.name)) {
-                            failed = Some(error);
-                        }
-                    }
-                    for row in 0..columns.first().map_or(0, Column::len) {
-                        let record: Vec<String> = columns
-                            .iter()
-                            .map(|c| cell_text(c, row).unwrap_or_default())
-                            .collect();
-                        if let Err(error) = writer.write_record(&record) {
-                            failed = Some(error);
-                        }
-                    }
-                    Ok(())
-                })
-                .await?;
-            if !wrote_header {
-                writer.write_record(source.columns.iter().map(|c| &c.name))?;
+        Backend::Remote(client) => {
+            let page = select_remote(client, &args.source, &query).await?;
+            let columns = super::backend::columns_of(&page.columns, &page.rows)?;
+            printer.batch(&page.columns, &columns)?;
+            // TODO: stream a select's rows from the server (as JSON Lines),
+            // so that one without --limit prints every row, as on the host.
+            if page.truncated {
+                eprintln!(
+                    "note: the server returned its first {DEFAULT_SELECT_LIMIT} rows, its limit \
+                     for a select without one; pass --limit N for more"
+                );
             }
-            if let Some(error) = failed {
-                return Err(error.into());
-            }
-            writer.flush()?;
+            printer.finish(&page.columns, page.rows.len() as u64)
         }
     }
-    out.flush()?;
-    Ok(())
+}
+
+/// Sends a select to the server.
+async fn select_remote(
+    client: &Client,
+    source: &str,
+    query: &SelectQuery,
+) -> anyhow::Result<RowsPage> {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    let texts = [
+        ("columns", &query.columns),
+        ("where", &query.filter),
+        ("order_by", &query.order_by),
+        ("errors", &query.errors),
+    ];
+    for (key, value) in texts {
+        if let Some(value) = value {
+            params.push((key, value.clone()));
+        }
+    }
+    if query.descending {
+        params.push(("desc", "true".into()));
+    }
+    if let Some(limit) = query.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    if let Some(version) = query.version {
+        params.push(("version", version.to_string()));
+    }
+    let path = ["v1", "tables", source, "rows"];
+    client
+        .send(Method::GET, &path, &params, Payload::Empty)
+        .await
+}
+
+/// Prints the rows of a select as they arrive, in one of the formats.
+enum SelectPrinter<W: Write> {
+    /// Rows collected for one aligned table, since column widths depend on
+    /// every row.
+    Table { out: W, rows: Vec<Vec<String>> },
+    /// JSON Lines, written batch by batch.
+    Json { out: std::io::BufWriter<W> },
+    /// CSV with a header row, written batch by batch.
+    Csv {
+        writer: Box<csv::Writer<W>>,
+        wrote_header: bool,
+    },
+}
+
+impl<W: Write> SelectPrinter<W> {
+    fn new(format: SelectFormat, out: W) -> Self {
+        match format {
+            SelectFormat::Table => SelectPrinter::Table {
+                out,
+                rows: Vec::new(),
+            },
+            SelectFormat::Json => SelectPrinter::Json {
+                out: std::io::BufWriter::new(out),
+            },
+            SelectFormat::Csv => SelectPrinter::Csv {
+                writer: Box::new(csv::Writer::from_writer(out)),
+                wrote_header: false,
+            },
+        }
+    }
+
+    /// Prints or keeps a batch of rows, one column for each of `names`.
+    fn batch(&mut self, names: &[OutputColumn], columns: &[Column]) -> anyhow::Result<()> {
+        match self {
+            SelectPrinter::Table { rows, .. } => push_display_rows(rows, columns),
+            SelectPrinter::Json { out } => write_json_rows(out, names, columns)?,
+            SelectPrinter::Csv {
+                writer,
+                wrote_header,
+            } => {
+                if !*wrote_header {
+                    *wrote_header = true;
+                    writer.write_record(names.iter().map(|c| &c.name))?;
+                }
+                for row in 0..columns.first().map_or(0, Column::len) {
+                    let record: Vec<String> = columns
+                        .iter()
+                        .map(|c| cell_text(c, row).unwrap_or_default())
+                        .collect();
+                    writer.write_record(&record)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the output of `count` rows of `columns`.
+    fn finish(self, columns: &[OutputColumn], count: u64) -> anyhow::Result<()> {
+        match self {
+            SelectPrinter::Table { mut out, rows } => {
+                let mut text = format!("{}\n", display_table(columns, rows));
+                text.push_str(&format!(
+                    "({count} {})\n",
+                    if count == 1 { "row" } else { "rows" }
+                ));
+                out.write_all(text.as_bytes())?;
+                out.flush()?;
+            }
+            SelectPrinter::Json { mut out } => out.flush()?,
+            SelectPrinter::Csv {
+                mut writer,
+                wrote_header,
+            } => {
+                if !wrote_header {
+                    writer.write_record(columns.iter().map(|c| &c.name))?;
+                }
+                writer.flush()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Appends the rows of `columns` as cell texts for a terminal, which would
@@ -716,22 +852,6 @@ pub(super) fn write_json_rows(
         serde_json::to_writer(&mut *out, &Value::Object(object))?;
         out.write_all(b"\n")?;
     }
-    Ok(())
-}
-
-/// Ends a write's progress bar, flushes the call statistics and prints the
-/// summary, `what` giving its first words.
-async fn report(
-    tables: &Tables,
-    bar: RowProgress,
-    result: crate::table::Result<WriteSummary>,
-    json: bool,
-    what: impl FnOnce(&WriteSummary) -> String,
-) -> anyhow::Result<()> {
-    bar.0.finish_and_clear();
-    let summary = result?;
-    flush(tables).await?;
-    print_summary(&summary, json, &what(&summary));
     Ok(())
 }
 

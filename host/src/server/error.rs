@@ -10,6 +10,28 @@ use crate::catalog::CatalogError;
 use crate::sandbox::{CallError, retry_after_secs};
 use crate::table::TableError;
 
+/// The body of every error response.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// The fields of an error body.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable name for the failure: `invalid`, `unauthorized`,
+    /// `not_found`, `method_not_allowed`, `conflict`, `too_large`,
+    /// `cell_failed`, `quota` or `internal`.
+    pub code: String,
+    /// What failed, on which value, and what to do next.
+    pub message: String,
+    /// Fields of the failure, such as the `row` and `column` of a rejected
+    /// input value; empty for most errors.
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
 /// An error response: a status code and the body
 /// `{"error": {"code", "message", "details"}}`.
 #[derive(Debug)]
@@ -101,9 +123,13 @@ impl From<TableError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": {"code": self.code, "message": self.message, "details": self.details}
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                details: *self.details,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(seconds) = self.retry_after {
             response

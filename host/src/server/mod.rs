@@ -1,7 +1,8 @@
 //! `sandtable serve`: an HTTP JSON API over the tenants' tables.
 //!
-//! Every request under `/v1/` other than `/v1/health` carries a tenant's
-//! API key as `Authorization: Bearer KEY`. The key picks the tenant, and the
+//! Every request under `/v1/` other than `/v1/health` and
+//! `/v1/openapi.json` carries a tenant's API key as `Authorization: Bearer
+//! KEY`. The key picks the tenant, and the
 //! request runs on that tenant's `Tables`, whose connections log in as the
 //! tenant's own Postgres role. A request for another tenant's table
 //! therefore gets exactly the response a missing table gets, because the
@@ -13,6 +14,11 @@
 //! `{"error": {"code", "message", "details"}}`. Every
 //! request is logged at the end (target `sandtable::api`): method, path,
 //! tenant, status and latency.
+//!
+//! `utoipa` builds the OpenAPI document, served at `/v1/openapi.json`,
+//! from each handler's `#[utoipa::path]` attribute. The routes are
+//! registered through `utoipa_axum::routes!`, which adds a handler to the
+//! router and its attribute to the document in one step.
 
 mod error;
 mod routes;
@@ -33,7 +39,10 @@ use governor::clock::Clock as _;
 use governor::{DefaultDirectRateLimiter, Quota};
 use tokio::sync::{Notify, Semaphore};
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
+pub use routes::{
+    DEFAULT_SELECT_LIMIT, OPENAPI_PATH, PluginsRemoved, RowsPage, SearchFound, TableDropped,
+};
 
 use crate::catalog::{Catalog, CatalogError, Tenant};
 use crate::sandbox::UdfEngine;
@@ -74,11 +83,21 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
         limiters: Mutex::default(),
         permits: Mutex::default(),
     });
-    let tenant_routes = routes::tenant_routes()
+    let (tenant_routes, mut document) = routes::tenant_routes().split_for_parts();
+    let (public_routes, public_document) = routes::public_routes().split_for_parts();
+    document.merge(public_document);
+    routes::finish_document(&mut document);
+    let document = document
+        .to_json()
+        .expect("the OpenAPI document serializes to JSON");
+    let tenant_routes = tenant_routes
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state.clone());
+    let public_routes = public_routes
+        .layer(axum::Extension(routes::OpenApiJson(document.into())))
+        .with_state(state.clone());
     Router::new()
-        .route("/v1/health", axum::routing::get(routes::health))
+        .merge(public_routes)
         .merge(tenant_routes)
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)

@@ -9,7 +9,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 use tokio::task::JoinHandle;
 
@@ -38,7 +38,7 @@ use super::{Progress, Tables, WriteOptions, WriteSummary};
 const MAX_SCAN_ROWS: usize = 8192;
 
 /// The result of adding a computed column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ColumnAdded {
     /// The write's summary.
     #[serde(flatten)]
@@ -48,7 +48,7 @@ pub struct ColumnAdded {
     /// The expression, with its plugins pinned.
     pub expression: String,
     /// For an embedding index, the milliseconds its HNSW build took.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_build_ms: Option<u64>,
 }
 

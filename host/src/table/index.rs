@@ -13,7 +13,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::sandbox::{Column, ColumnBuilder, DataType};
@@ -53,7 +53,18 @@ pub(crate) const SESSION_SETTINGS: [(&str, &str); 2] = [
 pub const MAX_SEARCH_ROWS: u64 = 1000;
 
 /// The distance an index orders by.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Cosine distance; the score is the cosine similarity.
@@ -132,7 +143,7 @@ impl FromStr for Metric {
 }
 
 /// An embedding index of a table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexInfo {
     /// The index's name, which is also its vector column's name.
     pub name: String,
@@ -151,7 +162,7 @@ pub struct IndexInfo {
 }
 
 /// The result of adding an index.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IndexAdded {
     /// The index's name.
     pub index: String,

@@ -43,7 +43,18 @@ use crate::catalog::{Catalog, Tenant};
 use crate::sandbox::UdfEngine;
 
 /// The action taken when a computed cell fails.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnError {
     /// Write nothing, and report the cell.
@@ -87,7 +98,7 @@ pub trait Progress: Send + Sync {
 impl Progress for () {}
 
 /// The result of a write.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct WriteSummary {
     /// The table.
     pub table: String,

@@ -1,7 +1,7 @@
 //! Table and column names, column types, and the schema of a table as the
 //! catalog stores it.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 
 use crate::catalog::Tenant;
@@ -115,16 +115,17 @@ pub(crate) fn truncate(text: &str, max: usize) -> String {
 
 /// The computed part of a column: its expression, pinned to plugin
 /// versions.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ComputedSpec {
     /// The expression, with every plugin written `NAME@VERSION`.
+    #[schema(value_type = Object)]
     pub expression: Expr,
     /// The write from which this expression computes the column.
     pub write_from: i64,
 }
 
 /// A column of a table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ColumnInfo {
     /// The column's id, which names its Postgres column `c_<id>`.
     pub id: i64,
@@ -132,8 +133,12 @@ pub struct ColumnInfo {
     pub name: String,
     /// The column's place in the table, from 0.
     pub position: i32,
-    /// The column's type.
-    #[serde(serialize_with = "serialize_type")]
+    /// The column's type, such as `vector(3)`.
+    #[serde(
+        serialize_with = "serialize_type",
+        deserialize_with = "deserialize_type"
+    )]
+    #[schema(value_type = String)]
     pub data_type: DataType,
     /// The expression of a computed column.
     pub computed: Option<ComputedSpec>,
@@ -151,6 +156,14 @@ pub(crate) fn serialize_type<S: serde::Serializer>(
     serializer: S,
 ) -> std::result::Result<S::Ok, S::Error> {
     serializer.collect_str(data_type)
+}
+
+/// Reads a column type from its text form, such as `vector(3)`.
+pub(crate) fn deserialize_type<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<DataType, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_data_type(&text).map_err(serde::de::Error::custom)
 }
 
 impl ColumnInfo {
@@ -171,7 +184,7 @@ impl ColumnInfo {
 }
 
 /// A table's schema as of one write.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableSchema {
     /// The table's id, which names its Postgres table `t_<id>`.
     pub id: i64,

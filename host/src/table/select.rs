@@ -2,7 +2,7 @@
 //! parameters.
 
 use futures_util::TryStreamExt;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::sandbox::{Column, ColumnBuilder, DataType};
@@ -39,7 +39,7 @@ pub struct SelectQuery {
 }
 
 /// The table or snapshot a select read, and its columns.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SelectSource {
     /// The table.
     pub table: String,
@@ -52,13 +52,17 @@ pub struct SelectSource {
 }
 
 /// A column of a select's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutputColumn {
     /// The column's name, followed by `.errortype` or `.errormsg` for those
     /// parts, such as `title` or `shout.errortype`.
     pub name: String,
-    /// The type.
-    #[serde(serialize_with = "super::schema::serialize_type")]
+    /// The type, such as `vector(3)`.
+    #[serde(
+        serialize_with = "super::schema::serialize_type",
+        deserialize_with = "super::schema::deserialize_type"
+    )]
+    #[schema(value_type = String)]
     pub data_type: DataType,
 }
 

@@ -1,6 +1,6 @@
 //! Creating, listing, showing and dropping tables.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::AssertSqlSafe;
 
 use crate::sandbox::DataType;
@@ -42,7 +42,7 @@ impl NewColumn {
 }
 
 /// A line of `table list`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableSummary {
     /// The table's name.
     pub name: String,
@@ -57,7 +57,7 @@ pub struct TableSummary {
 }
 
 /// The details `table show` prints.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TableDetails {
     /// The schema, with each computed column's expression.
     #[serde(flatten)]

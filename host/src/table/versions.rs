@@ -1,6 +1,6 @@
 //! Table history, reverting the latest version, and snapshots.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::catalog::Tenant;
@@ -14,7 +14,7 @@ use super::tables::quoted_list;
 use super::write::{self, LockMode};
 
 /// One version of a table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionEntry {
     /// The version, from 0 (the table's creation).
     pub version: i64,
@@ -30,11 +30,12 @@ pub struct VersionEntry {
     /// Rows deleted.
     pub rows_removed: i64,
     /// The operation's arguments, such as the column and expression.
+    #[schema(value_type = Object)]
     pub detail: serde_json::Value,
 }
 
 /// A snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SnapshotInfo {
     /// The snapshot's name.
     pub name: String,

@@ -162,7 +162,9 @@ pub(crate) fn is_undefined_table(error: &sqlx::Error) -> bool {
 }
 
 /// The rows a committed write changed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Changes {
     /// Rows added.
     pub rows_added: i64,
