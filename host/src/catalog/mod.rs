@@ -4,6 +4,7 @@
 //! [`DEFAULT_TENANT`], is reached with the host's own role; every other
 //! tenant has a role of its own (see `tenants`).
 
+mod admin;
 mod plugins;
 mod reference;
 mod stats;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+pub use admin::{ADMIN_KEY_PREFIX, AdminKeyCheck};
 pub(crate) use plugins::is_foreign_key_violation;
 pub use plugins::{AddedPlugin, PluginEntry};
 pub use reference::{InvalidReference, MIN_SHA256_PREFIX, PluginRef, VersionSelector};

@@ -1,5 +1,6 @@
 //! The `sandtable` command line: a thin layer over the library.
 
+mod admin;
 mod demo;
 mod index;
 mod plugin;
@@ -94,6 +95,9 @@ enum Command {
     /// Create, list and remove tenants, and replace their API keys.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Replace the admin key of the server's operator routes.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Show calls, rows, faults and latency per function, from every process.
     Stats {
         /// How many minutes back to sum.
@@ -151,6 +155,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => index::run_search(args, &Env::new(config)).await,
         Command::Demo(args) => demo::run(args, &Env::new(config)).await,
         Command::Tenant(command) => tenant::run(command, &Env::new(config)).await,
+        Command::Admin(command) => admin::run(command, &Env::new(config)).await,
         Command::Serve(args) => serve::run(args, &Env::new(config)).await,
     }
 }
