@@ -568,6 +568,7 @@ impl Slots {
     pub fn acquire(&self) -> (SlotGuard<'_>, Duration) {
         let started = Instant::now();
         let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
+        let _queued = (*free == 0).then(crate::telemetry::metrics::QueuedCall::enter);
         while *free == 0 {
             free = self.available.wait(free).unwrap_or_else(|e| e.into_inner());
         }

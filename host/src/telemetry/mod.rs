@@ -1,4 +1,7 @@
-//! Tracing set-up for the binary.
+//! Telemetry: tracing set-up for the binary, and the Prometheus metrics of
+//! `sandtable serve` ([`metrics`]).
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 
