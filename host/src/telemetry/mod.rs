@@ -1,7 +1,8 @@
-//! Telemetry: tracing set-up for the binary, and the Prometheus metrics of
-//! `sandtable serve` ([`metrics`]).
+//! Telemetry: tracing set-up for the binary, the Prometheus metrics of
+//! `sandtable serve` ([`metrics`]), and its resource monitor ([`monitor`]).
 
 pub mod metrics;
+pub mod monitor;
 
 use tracing_subscriber::EnvFilter;
 
