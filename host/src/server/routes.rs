@@ -112,7 +112,7 @@ fn row_objects(names: &[OutputColumn], columns: &[Column]) -> Vec<Value> {
 
 /// Parses a JSON request body into `T`, with an [`ApiError`] naming what
 /// did not fit.
-fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|error| ApiError::invalid(format!("the request body is not valid: {error}")))
 }
