@@ -105,6 +105,8 @@ pub fn install() -> Result<&'static PrometheusHandle, String> {
                 .and_then(PrometheusBuilder::install_recorder)
                 .map_err(|error| format!("cannot install the metrics recorder: {error}"))?;
             describe();
+            // A gauge appears once set, and no call may ever queue.
+            gauge!(SLOT_QUEUE_DEPTH).set(0.0);
             ENABLED.store(true, Ordering::Release);
             Ok(handle)
         })

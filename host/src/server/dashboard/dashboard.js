@@ -189,8 +189,8 @@
       }
       render(body);
       pollMs = Math.max(body.sample_interval_ms, MIN_POLL_MS);
-      status.textContent = body.samples.length + ' samples, one every ' + pollMs / 1000 +
-        ' s; updated ' + new Date().toLocaleTimeString();
+      status.textContent = body.samples.length + ' samples, one every ' +
+        body.sample_interval_ms / 1000 + ' s; updated ' + new Date().toLocaleTimeString();
       status.className = '';
     } catch (error) {
       showError('cannot reach the server: ' + error);
