@@ -11,8 +11,8 @@ use super::engine::UdfEngine;
 use super::fault::FaultClass;
 use super::record::CallRecord;
 
-/// Sees every timing record of an engine's guest calls, on the thread that
-/// made the call, so it must return quickly.
+/// An observer of every timing record of an engine's guest calls. It runs
+/// on the thread that made the call, so it must return quickly.
 pub trait CallObserver: Send + Sync {
     /// Takes one timing record.
     fn observe(&self, record: &CallRecord);
