@@ -29,6 +29,11 @@
 //!
 //! [quotas.acme]
 //! requests_per_minute = 600
+//!
+//! # How often `sandtable serve` samples the host, and when it raises alerts.
+//! [monitor]
+//! sample_interval_ms = 5000
+//! host_memory_percent = 90
 //! ```
 //!
 //! Every key is checked: an unknown one, or a value out of range, fails the
@@ -48,6 +53,10 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::sandbox::{CallQuotas, MIN_MEMORY_BYTES};
+
+mod monitor;
+
+pub use monitor::MonitorSettings;
 
 /// The file name of the configuration in the data directory.
 pub const CONFIG_FILE_NAME: &str = "config.toml";
@@ -280,6 +289,8 @@ pub struct Config {
     pub quotas: Quotas,
     /// Quotas by tenant name.
     pub tenant_quotas: BTreeMap<String, Quotas>,
+    /// The resource monitor of `sandtable serve`.
+    pub monitor: MonitorSettings,
     /// Pool keys set by environment variables, by normalized pool name.
     pool_env: BTreeMap<String, Vec<(String, String, String)>>,
     /// The file the configuration came from, if any.
@@ -407,6 +418,7 @@ impl Config {
                         config.tenant_quotas.insert(tenant, quotas);
                     }
                 }
+                "monitor" => config.monitor = monitor::monitor_settings(value, origin)?,
                 "plugins" => {
                     let toml::Value::Table(plugins) = value else {
                         return Err(not_a_table(origin, "plugins"));
@@ -429,9 +441,9 @@ impl Config {
                             section: "the top level".to_owned(),
                             key: provider.to_owned(),
                             expected: format!(
-                                "the sections `[http]`, `[pools.\"NAME\"]`, `[plugins.NAME]` and \
-                                 `[quotas]`, and the provider sections {}; set any other pool as \
-                                 `[pools.\"NAME\"]`",
+                                "the sections `[http]`, `[pools.\"NAME\"]`, `[plugins.NAME]`, \
+                                 `[quotas]` and `[monitor]`, and the provider sections {}; set any \
+                                 other pool as `[pools.\"NAME\"]`",
                                 quote_list(PROVIDERS)
                             ),
                         });

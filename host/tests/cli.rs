@@ -125,19 +125,49 @@ fn cli_plugin_lifecycle() {
     assert_eq!(divided["rows"][0]["value"], Value::Null);
     assert_eq!(divided["rows"][0]["error_type"], "guest_error");
 
+    cli.ok(&["plugin", "add", path_str(&plugin("hostile.wasm"))]);
+    let spun = cli.json(&["plugin", "call", "hostile.spin", "--arg", "-1", "--json"]);
+    assert_eq!(spun["rows"][0]["error_type"], "fuel_exhausted", "{spun}");
+
     let stats = cli.json(&["stats", "--json"]);
-    let upper = stats
+    let upper = stats["functions"]
         .as_array()
         .unwrap()
         .iter()
         .find(|row| row["function"] == "upper")
         .expect("stats list the call to upper");
     assert_eq!(upper["calls"], 1);
+    assert_eq!(upper["error_rate"], 0.0);
+    let div = stats["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["function"] == "div")
+        .expect("stats list the call to div");
+    assert_eq!(
+        div["error_rate"], 0.0,
+        "a row error that the guest returns is no fault of the call"
+    );
+    let spin = stats["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["function"] == "spin")
+        .expect("stats list the call to spin");
+    assert_eq!(spin["error_rate"], 1.0);
+    assert!(
+        stats["host"]["memory_total_bytes"].as_u64().unwrap() > 0,
+        "{}",
+        stats["host"]
+    );
+    let text = cli.ok(&["stats"]);
+    assert!(text.contains("ERRORS"), "{text}");
+    assert!(text.contains("memory"), "{text}");
 
     let removed = cli.ok(&["plugin", "remove", "text@1"]);
     assert_eq!(removed.trim(), "removed text@1");
     let listed = cli.json(&["plugin", "list", "--json"]);
-    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed.as_array().unwrap().len(), 2);
 }
 
 #[test]

@@ -6,6 +6,7 @@
 //! share. The first test of a process starts that cluster; the cluster's
 //! lock keeps test binaries that run at once from both running initdb.
 
+pub mod api;
 pub mod http;
 pub mod machine;
 pub mod search;

@@ -4,6 +4,7 @@
 //! [`DEFAULT_TENANT`], is reached with the host's own role; every other
 //! tenant has a role of its own (see `tenants`).
 
+mod admin;
 pub mod call;
 mod details;
 mod plugins;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+pub use admin::{ADMIN_KEY_PREFIX, AdminKeyCheck};
 pub use details::{FunctionLimits, PluginDetails};
 pub(crate) use plugins::is_foreign_key_violation;
 pub use plugins::{AddedPlugin, PluginEntry};

@@ -338,8 +338,12 @@ impl Catalog {
         statements.extend(identity_grants(&mut tx, &group).await?);
         statements.extend([
             // A tenant reads its own row of `tenants`, but neither its role's
-            // password nor any key hash, and none of the migrations' records.
-            format!("REVOKE ALL ON {schema}.tenants, {schema}._sqlx_migrations FROM \"{group}\""),
+            // password nor any key hash, the admin key's among them, and none
+            // of the migrations' records.
+            format!(
+                "REVOKE ALL ON {schema}.tenants, {schema}.admin_key, {schema}._sqlx_migrations \
+                 FROM \"{group}\""
+            ),
             format!(
                 "GRANT SELECT (id, name, schema_name, created_at, role_name) ON {schema}.tenants \
                  TO \"{group}\""
@@ -466,14 +470,14 @@ fn privilege_error(error: sqlx::Error) -> CatalogError {
 }
 
 /// Returns `bytes` random bytes from the operating system, in hex.
-fn random_hex(bytes: usize) -> Result<String, CatalogError> {
+pub(super) fn random_hex(bytes: usize) -> Result<String, CatalogError> {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).map_err(|error| CatalogError::Random(error.to_string()))?;
     Ok(hex::encode(buffer))
 }
 
 /// Returns the sha256 of an API key, as stored.
-fn key_hash(key: &str) -> Vec<u8> {
+pub(super) fn key_hash(key: &str) -> Vec<u8> {
     Sha256::digest(key.as_bytes()).to_vec()
 }
 

@@ -1,5 +1,6 @@
 //! The `sandtable` command line: a thin layer over the library.
 
+mod admin;
 mod backend;
 mod client;
 mod demo;
@@ -101,6 +102,9 @@ enum Command {
     /// Create, list and remove tenants, and replace their API keys.
     #[command(subcommand)]
     Tenant(tenant::TenantCommand),
+    /// Replace the admin key of the server's operator routes.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Show calls, rows, faults and latency per function, from every process.
     Stats {
         /// How many minutes back to sum.
@@ -161,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => index::run_search(args, &Env::new(config)).await,
         Command::Demo(args) => demo::run(args, &Env::new(config)).await,
         Command::Tenant(command) => tenant::run(command, &Env::new(config)).await,
+        Command::Admin(command) => admin::run(command, &Env::new(config)).await,
         Command::Serve(args) => serve::run(args, &Env::new(config)).await,
     }
 }
@@ -176,6 +181,7 @@ async fn run_remote(command: Command, server: &str, tenant: &str) -> anyhow::Res
         Command::Demo(_) => Some("demo"),
         Command::Serve(_) => Some("serve"),
         Command::Tenant(_) => Some("tenant"),
+        Command::Admin(_) => Some("admin"),
         _ => None,
     };
     if let Some(name) = name {
@@ -213,7 +219,8 @@ async fn run_remote(command: Command, server: &str, tenant: &str) -> anyhow::Res
         | Command::Stats { .. }
         | Command::Demo(_)
         | Command::Serve(_)
-        | Command::Tenant(_) => unreachable!("rejected above"),
+        | Command::Tenant(_)
+        | Command::Admin(_) => unreachable!("rejected above"),
     }
 }
 

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 
 use super::Env;
+use crate::catalog::STATS_INTERVAL;
 use crate::server;
 
 /// How long the requests in flight at a shutdown may take to finish.
@@ -30,13 +31,23 @@ pub(crate) async fn run(args: ServeArgs, env: &Env) -> anyhow::Result<()> {
             )
         })?;
     println!("listening on http://{}", listener.local_addr()?);
+    // The calls' aggregates reach `sandtable stats` every minute, and once
+    // more at the end.
+    let writer = catalog.spawn_stats_writer(engine.clone(), STATS_INTERVAL);
     server::serve(
         listener,
-        server::router(catalog, engine),
+        server::router(catalog.clone(), engine.clone()),
         shutdown_signal(),
         SHUTDOWN_GRACE,
     )
     .await?;
+    writer.abort();
+    if let Err(error) = catalog.flush_stats(&engine).await {
+        tracing::warn!(
+            error = crate::error_chain(&error),
+            "writing the last function stats failed"
+        );
+    }
     println!("stopped");
     Ok(())
 }

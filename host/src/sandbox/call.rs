@@ -258,6 +258,7 @@ impl UdfEngine {
             guest_us: 0,
             fuel_used: 0,
             memory_peak_bytes: 0,
+            memory_limit_bytes: job.limits.memory_bytes,
             cache_hit: plugin.cache_hit,
             warm: false,
             attempt,

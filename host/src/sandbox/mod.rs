@@ -60,5 +60,7 @@ pub use state::{
     MAX_LOG_FIELDS, MAX_LOG_MESSAGE_CHARS, MAX_LOG_RECORDS_PER_CALL,
     sanitize as escape_for_display,
 };
-pub use stats::{FunctionKey, FunctionStats, LATENCY_BUCKET_COUNT, LATENCY_BUCKETS_US};
+pub use stats::{
+    CallObserver, FunctionKey, FunctionStats, LATENCY_BUCKET_COUNT, LATENCY_BUCKETS_US,
+};
 pub use types::{Column, DataType, Description, Function};

@@ -38,6 +38,10 @@ pub struct CallRecord {
     pub fuel_used: u64,
     /// The largest linear memory the instance reached, in bytes.
     pub memory_peak_bytes: u64,
+    /// The call's memory limit, in bytes; 0 in records written before the
+    /// field existed.
+    #[serde(default)]
+    pub memory_limit_bytes: u64,
     /// Whether the plugin's compiled code came from the on-disk cache.
     pub cache_hit: bool,
     /// Whether the call reused a warm instance.
@@ -76,7 +80,8 @@ impl CallRecord {
         }
     }
 
-    /// Writes the record as an INFO `tracing` event on [`RECORD_TARGET`].
+    /// Writes the record as an INFO `tracing` event on [`RECORD_TARGET`], and
+    /// adds it to the Prometheus metrics when a recorder is installed.
     pub fn emit(&self) {
         tracing::info!(
             target: RECORD_TARGET,
@@ -92,6 +97,7 @@ impl CallRecord {
             guest_us = self.guest_us,
             fuel_used = self.fuel_used,
             memory_peak_bytes = self.memory_peak_bytes,
+            memory_limit_bytes = self.memory_limit_bytes,
             cache_hit = self.cache_hit,
             warm = self.warm,
             attempt = self.attempt,
@@ -103,5 +109,6 @@ impl CallRecord {
             error = self.error.as_deref().unwrap_or(""),
             "udf call"
         );
+        crate::telemetry::metrics::record_call(self);
     }
 }

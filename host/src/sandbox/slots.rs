@@ -74,6 +74,8 @@ impl Slots {
         let queue = state.tenants.entry(tenant.to_owned()).or_default();
         queue.waiting.push_back(ticket);
         queue.max_held = max_held.map(|max| max.max(1));
+        let must_wait = state.free == 0 || state.next_in_line() != Some(ticket);
+        let _queued = must_wait.then(crate::telemetry::metrics::QueuedCall::enter);
         while state.free == 0 || state.next_in_line() != Some(ticket) {
             state = self
                 .available

@@ -1,13 +1,37 @@
 //! Per-function aggregates of timing records, kept in memory until the
-//! caller takes them and writes them to Postgres.
+//! caller takes them and writes them to Postgres, and the observers that
+//! see every record as the engine produces it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde::Serialize;
 
+use super::engine::UdfEngine;
 use super::fault::FaultClass;
 use super::record::CallRecord;
+
+/// An observer of every timing record of an engine's guest calls. It runs
+/// on the thread that made the call, so it must return quickly.
+pub trait CallObserver: Send + Sync {
+    /// Takes one timing record.
+    fn observe(&self, record: &CallRecord);
+}
+
+impl UdfEngine {
+    /// Hands every later timing record of this engine to `observer` too,
+    /// for as long as something else keeps the observer alive.
+    pub fn observe_calls(&self, observer: &Arc<dyn CallObserver>) {
+        let mut observers = self
+            .inner
+            .stats
+            .observers
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        observers.retain(|observer| observer.strong_count() > 0);
+        observers.push(Arc::downgrade(observer));
+    }
+}
 
 /// Upper bounds, in microseconds, of the latency histogram's buckets; one
 /// more bucket counts everything slower than the last bound. Latency is
@@ -119,14 +143,25 @@ fn bucket_of(latency_us: u64) -> usize {
         .unwrap_or(LATENCY_BUCKETS_US.len())
 }
 
-/// The aggregates not yet taken.
-#[derive(Debug, Default)]
+/// The aggregates not yet taken, and the engine's call observers.
+#[derive(Default)]
 pub(crate) struct StatsCollector {
     pending: Mutex<HashMap<FunctionKey, FunctionStats>>,
+    observers: RwLock<Vec<Weak<dyn CallObserver>>>,
 }
 
 impl StatsCollector {
     pub fn observe(&self, record: &CallRecord) {
+        for observer in self
+            .observers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            if let Some(observer) = observer.upgrade() {
+                observer.observe(record);
+            }
+        }
         let key = FunctionKey {
             tenant: record.tenant.clone(),
             plugin: record.plugin.clone(),
@@ -169,6 +204,7 @@ mod tests {
             guest_us,
             fuel_used: 0,
             memory_peak_bytes: 0,
+            memory_limit_bytes: 0,
             cache_hit: false,
             warm: false,
             attempt: 1,

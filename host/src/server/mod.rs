@@ -13,13 +13,19 @@
 //! `Retry-After`. Errors have one body,
 //! `{"error": {"code", "message", "details"}}`. Every
 //! request is logged at the end (target `sandtable::api`): method, path,
-//! tenant, status and latency.
+//! tenant, status and latency, and counted in the Prometheus metrics.
 //!
 //! `utoipa` builds the OpenAPI document, served at `/v1/openapi.json`,
 //! from each handler's `#[utoipa::path]` attribute. The routes are
 //! registered through `utoipa_axum::routes!`, which adds a handler to the
 //! router and its attribute to the document in one step.
+//!
+//! The operator routes (tenants, `/metrics`, the resource monitor's
+//! figures) take the admin key instead; see `admin`. `/dashboard` serves a
+//! page that plots those figures.
 
+mod admin;
+mod dashboard;
 mod error;
 mod routes;
 
@@ -30,7 +36,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{AUTHORIZATION, RETRY_AFTER};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -47,6 +53,8 @@ pub use routes::{
 use crate::catalog::{Catalog, CatalogError, Tenant};
 use crate::sandbox::UdfEngine;
 use crate::table::Tables;
+use crate::telemetry::metrics;
+use crate::telemetry::monitor::Monitor;
 
 /// The state that every request handler shares: the catalog as the host's
 /// role, the engine, and the tables of each tenant that sent a request.
@@ -59,6 +67,10 @@ struct AppState {
     /// Each tenant's permits for requests in flight; see
     /// [`MAX_TENANT_REQUESTS`].
     permits: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    /// The resource monitor, which samples while the router lives.
+    monitor: Arc<Monitor>,
+    /// The process's Prometheus recorder, or why it could not be installed.
+    metrics: Result<&'static metrics_exporter_prometheus::PrometheusHandle, String>,
 }
 
 /// The requests of one tenant that run at once; later ones wait in turn.
@@ -75,13 +87,25 @@ struct TenantTables(Tables);
 
 /// Returns the API's router over `catalog`, opened as the host's own role,
 /// and `engine`.
+///
+/// It installs the process's Prometheus recorder on first use, and starts
+/// a resource monitor with the `[monitor]` settings of the catalog's
+/// configuration, which samples on the current tokio runtime until the
+/// router is dropped.
 pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
+    let metrics = metrics::install();
+    if let Err(reason) = &metrics {
+        tracing::warn!(%reason, "/metrics is unavailable");
+    }
+    let monitor = Monitor::start(catalog.pools().config().monitor.clone(), &engine);
     let state = Arc::new(AppState {
         catalog,
         engine,
         tenants: Mutex::default(),
         limiters: Mutex::default(),
         permits: Mutex::default(),
+        monitor,
+        metrics,
     });
     let (tenant_routes, mut document) = routes::tenant_routes().split_for_parts();
     let (public_routes, public_document) = routes::public_routes().split_for_parts();
@@ -96,9 +120,17 @@ pub fn router(catalog: Catalog, engine: UdfEngine) -> Router {
     let public_routes = public_routes
         .layer(axum::Extension(routes::OpenApiJson(document.into())))
         .with_state(state.clone());
+    let admin_routes = admin::admin_routes()
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            admin::authenticate_admin,
+        ))
+        .with_state(state.clone());
     Router::new()
         .merge(public_routes)
         .merge(tenant_routes)
+        .merge(admin_routes)
+        .merge(dashboard::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn(log_request))
@@ -168,6 +200,9 @@ async fn authenticate(
     };
     let tenant = match state.catalog.authenticate(key.trim()).await {
         Ok(tenant) => tenant,
+        Err(CatalogError::UnknownKey) if admin::is_admin_key(&state, key.trim()).await => {
+            return admin::admin_key_on_tenant_route().into_response();
+        }
         Err(CatalogError::UnknownKey) => {
             return ApiError::unauthorized(
                 "the API key is not valid; `sandtable tenant rotate-key NAME` makes a new one",
@@ -256,11 +291,15 @@ fn request_limiter(state: &AppState, tenant: &Tenant) -> Arc<DefaultDirectRateLi
         .clone()
 }
 
-/// Logs each request when its response is ready.
+/// Logs and counts each request when its response is ready.
 async fn log_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|route| route.as_str().to_owned());
     let response = next.run(request).await;
     let tenant = response
         .extensions()
@@ -274,6 +313,13 @@ async fn log_request(request: Request, next: Next) -> Response {
         status = response.status().as_u16(),
         latency_us = started.elapsed().as_micros() as u64,
         "request"
+    );
+    metrics::record_request(
+        method.as_str(),
+        route.as_deref().unwrap_or("unmatched"),
+        response.status().as_u16(),
+        tenant,
+        started.elapsed(),
     );
     response
 }

@@ -1,4 +1,8 @@
-//! Tracing set-up for the binary.
+//! Telemetry: tracing set-up for the binary, the Prometheus metrics of
+//! `sandtable serve` ([`metrics`]), and its resource monitor ([`monitor`]).
+
+pub mod metrics;
+pub mod monitor;
 
 use tracing_subscriber::EnvFilter;
 
