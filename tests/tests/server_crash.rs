@@ -456,19 +456,19 @@ async fn sigkill_at_body_end_keeps_all_or_nothing() -> anyhow::Result<()> {
         let stored = fixture.check_consistent(first..first + ROWS).await?;
         if let Some((status, body)) = &response {
             assert_eq!(*status, 201, "{body}");
-            assert_eq!(stored, ROWS, "the insert answered {body}");
+            assert_eq!(stored, ROWS, "the insert returned {body}");
         } else {
             assert!(
                 stored == 0 || stored == ROWS,
                 "{stored} of the {ROWS} rows are stored"
             );
         }
-        let answered = if response.is_some() {
-            "answered"
+        let ending = if response.is_some() {
+            "responded"
         } else {
             "cut off"
         };
-        outcomes.push(format!("{fraction}: {stored} rows, {answered}"));
+        outcomes.push(format!("{fraction}: {stored} rows, {ending}"));
         fixture.insert_after_restart().await?;
     }
     eprintln!(

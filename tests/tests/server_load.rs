@@ -171,7 +171,7 @@ async fn load_keeps_every_accepted_row_once() -> anyhow::Result<()> {
         rejected += log.rejected;
     }
     println!(
-        "{} inserts accepted with {} rows, {rejected} answered 429, in {length:?}",
+        "{} inserts accepted with {} rows, {rejected} rejected with 429, in {length:?}",
         versions.len(),
         accepted_rows.len()
     );
