@@ -113,6 +113,11 @@ impl Fixture {
 
     /// Returns the backends that run a `COPY` into `nums`, with the rows
     /// each has copied.
+    ///
+    /// NOTE: Postgres shows other roles' progress only to superusers and
+    /// members of `pg_read_all_stats`. The embedded test cluster connects
+    /// as a superuser, but a `DATABASE_URL` role without either sees no
+    /// `COPY`, and these tests then time out waiting for one.
     async fn copies(&self) -> anyhow::Result<Vec<(i32, i64)>> {
         let (_, table) = self.table().await?;
         Ok(sqlx::query_as(
