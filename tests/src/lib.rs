@@ -36,6 +36,9 @@ static NEXT_DATABASE: AtomicU32 = AtomicU32::new(0);
 struct TestServer {
     /// Options for a connection that may create and drop databases.
     admin: PgConnectOptions,
+    /// The same connection as a URL, password included, for processes that
+    /// read `DATABASE_URL`.
+    url: String,
 }
 
 /// Returns the root of the Cargo workspace.
@@ -60,6 +63,7 @@ pub struct TestDb {
     pool: PgPool,
     name: String,
     admin: PgConnectOptions,
+    url: String,
 }
 
 impl TestDb {
@@ -77,6 +81,12 @@ impl TestDb {
     /// that builds its own pool.
     pub fn connect_options(&self) -> PgConnectOptions {
         self.admin.clone().database(&self.name)
+    }
+
+    /// Returns a URL of this database, for a `sandtable` process started
+    /// with it as `DATABASE_URL`.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 
@@ -135,6 +145,7 @@ pub async fn fresh_database() -> anyhow::Result<TestDb> {
         pool: sandtable::pg::pool_options()
             .max_connections(POOL_MAX_CONNECTIONS)
             .connect_lazy_with(server.admin.clone().database(&name)),
+        url: url_with_database(&server.url, &name)?,
         name,
         admin: server.admin.clone(),
     };
@@ -159,7 +170,7 @@ async fn start_server() -> anyhow::Result<TestServer> {
         let admin = url
             .parse()
             .context("invalid `DATABASE_URL`; expected `postgres://user:password@host/database`")?;
-        return Ok(TestServer { admin });
+        return Ok(TestServer { admin, url });
     }
 
     let home = test_cluster_home();
@@ -169,7 +180,71 @@ async fn start_server() -> anyhow::Result<TestServer> {
         .with_context(|| format!("failed to start the test cluster in `{}`", home.display()))?;
     let admin = report.status.connect_options().database("postgres");
     drop_abandoned_databases(&admin).await?;
-    Ok(TestServer { admin })
+    let url = socket_url(&admin)?;
+    Ok(TestServer { admin, url })
+}
+
+/// Returns the URL of a server reached over a Unix socket, such as
+/// `postgresql://sandtable@%2Ftmp%2Fpg:5432/postgres`, in the form that both
+/// libpq and sqlx read. The embedded cluster trusts its socket, so the URL
+/// needs no password.
+fn socket_url(options: &PgConnectOptions) -> anyhow::Result<String> {
+    let socket = options
+        .get_socket()
+        .context("the test cluster's connection options have no socket directory")?;
+    let socket = socket
+        .to_str()
+        .context("the test cluster's socket directory is not UTF-8")?;
+    Ok(format!(
+        "postgresql://{}@{}:{}/{}",
+        percent_encode(options.get_username()),
+        percent_encode(socket),
+        options.get_port(),
+        percent_encode(options.get_database().unwrap_or("postgres"))
+    ))
+}
+
+/// Percent-encodes every byte but the unreserved characters of RFC 3986.
+fn percent_encode(text: &str) -> String {
+    let mut encoded = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
+}
+
+/// Returns `url` with its database, the path after the host, replaced by
+/// `database`; the query string is kept.
+fn url_with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .with_context(|| format!("the server URL has no `://`: {}", redact(url)))?;
+    let (location, query) = match rest.split_once('?') {
+        Some((location, query)) => (location, Some(query)),
+        None => (rest, None),
+    };
+    let authority = location.split_once('/').map_or(location, |(host, _)| host);
+    let mut replaced = format!("{scheme}://{authority}/{database}");
+    if let Some(query) = query {
+        replaced.push('?');
+        replaced.push_str(query);
+    }
+    Ok(replaced)
+}
+
+/// Returns `url` without the user information, which may hold a password.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_, host)) => format!("{scheme}://...@{host}"),
+            None => url.to_owned(),
+        },
+        None => "(not a URL)".to_owned(),
+    }
 }
 
 /// Drops the test databases of processes that are gone, such as those of an
@@ -250,5 +325,46 @@ mod tests {
         assert_eq!(owner_pid("sandtable"), None);
         assert_eq!(owner_pid("postgres"), None);
         assert_eq!(owner_pid("sandtable_test_1_2; DROP TABLE x"), None);
+    }
+
+    #[test]
+    fn url_with_database_keeps_host_and_query() {
+        let cases = [
+            (
+                "postgres://app:pw@db:5432/postgres",
+                "postgres://app:pw@db:5432/t_1",
+            ),
+            ("postgres://app@db", "postgres://app@db/t_1"),
+            (
+                "postgres://app@db/x?sslmode=disable",
+                "postgres://app@db/t_1?sslmode=disable",
+            ),
+            (
+                "postgresql://sandtable@%2Ftmp%2Fpg:5432/postgres",
+                "postgresql://sandtable@%2Ftmp%2Fpg:5432/t_1",
+            ),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(url_with_database(url, "t_1").unwrap(), expected, "{url}");
+        }
+        assert!(url_with_database("db:5432", "t_1").is_err());
+    }
+
+    #[test]
+    fn socket_url_parses_back() {
+        let options = PgConnectOptions::new_without_pgpass()
+            .socket("/tmp/st pg")
+            .port(5433)
+            .username("sandtable")
+            .database("postgres");
+        let url = socket_url(&options).unwrap();
+        assert_eq!(url, "postgresql://sandtable@%2Ftmp%2Fst%20pg:5433/postgres");
+        let parsed: PgConnectOptions = url.parse().unwrap();
+        assert_eq!(
+            parsed.get_socket().map(|path| path.to_str().unwrap()),
+            Some("/tmp/st pg")
+        );
+        assert_eq!(parsed.get_port(), 5433);
+        assert_eq!(parsed.get_database(), Some("postgres"));
     }
 }
