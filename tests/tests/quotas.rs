@@ -114,9 +114,31 @@ fn max_overlap(starts: &[i64]) -> usize {
     most as usize
 }
 
+/// When a call got its instance slot and when its guest code started, in
+/// microseconds of the wall clock.
+#[derive(Debug, Clone, Copy)]
+struct CallTimes {
+    acquired: i64,
+    started: i64,
+}
+
+/// Calls `hostile.stamped_sleep` once and returns its times with its record.
+/// The slot's time is the time of the call plus its queue wait, since the
+/// call queues for its slot as soon as it starts.
+fn timed_call(
+    engine: &UdfEngine,
+    plugin: &LoadedPlugin,
+    context: &CallContext,
+) -> (CallTimes, CallRecord) {
+    let called = now_us();
+    let (started, record) = stamped_call(engine, plugin, context);
+    let acquired = called + record.queue_wait_us as i64;
+    (CallTimes { acquired, started }, record)
+}
+
 /// Starts `threads` threads that each wait at `barrier`, then make
 /// `calls_each` calls of `stamped_sleep` in `context`. Each thread returns
-/// its calls' start times.
+/// its calls' times.
 fn spawn_calls(
     engine: &UdfEngine,
     plugin: &LoadedPlugin,
@@ -124,7 +146,7 @@ fn spawn_calls(
     threads: usize,
     calls_each: usize,
     barrier: Arc<Barrier>,
-) -> Vec<thread::JoinHandle<Vec<i64>>> {
+) -> Vec<thread::JoinHandle<Vec<CallTimes>>> {
     (0..threads)
         .map(|_| {
             let (engine, plugin, context, barrier) = (
@@ -136,18 +158,22 @@ fn spawn_calls(
             thread::spawn(move || {
                 barrier.wait();
                 (0..calls_each)
-                    .map(|_| stamped_call(&engine, &plugin, &context).0)
+                    .map(|_| timed_call(&engine, &plugin, &context).0)
                     .collect()
             })
         })
         .collect()
 }
 
-fn join_all(handles: Vec<thread::JoinHandle<Vec<i64>>>) -> Vec<i64> {
+fn join_all(handles: Vec<thread::JoinHandle<Vec<CallTimes>>>) -> Vec<CallTimes> {
     handles
         .into_iter()
         .flat_map(|handle| handle.join().expect("a calling thread does not panic"))
         .collect()
+}
+
+fn start_times(times: &[CallTimes]) -> Vec<i64> {
+    times.iter().map(|times| times.started).collect()
 }
 
 #[test]
@@ -175,8 +201,8 @@ fn concurrent_quota_holds_beside_other_tenant() {
         1,
         barrier,
     );
-    let a_starts = join_all(a);
-    let b_starts = join_all(b);
+    let a_starts = start_times(&join_all(a));
+    let b_starts = start_times(&join_all(b));
 
     let a_overlap = max_overlap(&a_starts);
     assert!(
@@ -217,25 +243,34 @@ fn fair_slots_admit_other_tenant() {
     );
     barrier.wait();
     thread::sleep(Duration::from_millis(3 * SLEEP_MS as u64));
-    let enqueued = now_us();
-    let (b_start, b_record) = stamped_call(&engine, &plugin, &context("b", CallQuotas::default()));
-    let a_starts = join_all(a);
+    let queued = now_us();
+    let (b_times, b_record) = timed_call(&engine, &plugin, &context("b", CallQuotas::default()));
+    let a_times = join_all(a);
 
-    let a_ahead: Vec<i64> = a_starts
+    // Under first come, first served, the four calls of a that were queued
+    // before b would all get slots before it.
+    let a_ahead: Vec<CallTimes> = a_times
         .iter()
         .copied()
-        .filter(|&start| start > enqueued && start < b_start)
+        .filter(|times| times.acquired > queued && times.acquired < b_times.acquired)
         .collect();
-    // One call of a may have taken its slot as b was queuing.
+    // One call of a may have taken a slot that freed as b was queuing.
     assert!(
         a_ahead.len() <= 1,
-        "{} calls of tenant a started after b queued and before b ran (b waited {} us): {a_ahead:?}",
+        "{} calls of tenant a got slots after b queued and before b did (b waited {} us): \
+         {a_ahead:?}",
         a_ahead.len(),
         b_record.queue_wait_us
     );
     assert!(
-        a_starts.iter().any(|&start| start > b_start),
-        "tenant a's calls ended before b's call, so b never competed: {a_starts:?}"
+        a_times
+            .iter()
+            .any(|times| times.acquired > b_times.acquired),
+        "tenant a's calls ended before b's call, so b never competed: {a_times:?}"
+    );
+    assert!(
+        b_times.started >= b_times.acquired,
+        "b's guest code started before its slot: {b_times:?}"
     );
 }
 
