@@ -421,6 +421,23 @@ async fn rows_quota_rejects_whole_insert() -> anyhow::Result<()> {
     tables.delete("a", Some("n < 4")).await?;
     insert_jsonl(&tables, "b", &rows(5)).await?;
     assert_eq!(live_count(&tables, "b").await, 8);
+    // Undoing the delete would bring its 4 rows back past the quota.
+    let error = tables
+        .revert("a")
+        .await
+        .expect_err("10 stored and 4 restored pass 10");
+    assert!(
+        matches!(
+            error,
+            TableError::RowsQuota {
+                stored: 10,
+                adding: 4,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(live_count(&tables, "a").await, 2);
     host.create_table("c", &columns(&["n:int"])).await?;
     insert_jsonl(&host, "c", &rows(20)).await?;
     Ok(())
@@ -507,5 +524,19 @@ async fn api_reports_quota_errors() -> anyhow::Result<()> {
     let body: Value = response.json().await?;
     assert_eq!(body["error"]["code"], "quota", "{body}");
     assert_eq!(live_count(&tables, "t").await, 1);
+
+    // A direct call meets the same spent budget.
+    let response = client
+        .post(format!("{base}/v1/plugins/hostile/call"))
+        .bearer_auth(&acme.api_key)
+        .json(&json!({"function": "spin", "rows": [1]}))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 429);
+    assert!(
+        response.headers().contains_key("retry-after"),
+        "{:?}",
+        response.headers()
+    );
     Ok(())
 }

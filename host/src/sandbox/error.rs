@@ -143,7 +143,7 @@ pub enum CallError {
     /// The tenant's calls used their fuel budget of the last minute.
     #[error(
         "tenant `{tenant}` used its quota of {fuel_per_minute} fuel a minute; retry after {} s, \
-         or raise `fuel_per_minute` in the `[quotas]` of the configuration",
+         or raise `fuel_per_minute` in `[quotas.{tenant}]` of the configuration",
         retry_after_secs(retry_after)
     )]
     FuelQuota {

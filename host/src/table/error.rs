@@ -44,7 +44,7 @@ pub enum TableError {
     /// than its quota.
     #[error(
         "tenant `{tenant}` may store {max_rows} rows and stores {stored}, so {adding} more do not \
-         fit; delete rows, or raise `max_rows` in the `[quotas]` of the configuration"
+         fit; delete rows, or raise `max_rows` in `[quotas.{tenant}]` of the configuration"
     )]
     RowsQuota {
         /// The tenant.

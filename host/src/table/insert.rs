@@ -188,7 +188,11 @@ impl Tables {
     /// NOTE: inserts that commit at the same time each count the rows
     /// committed before them, so together they may pass the quota by the
     /// rows of all but one of them.
-    async fn check_rows_quota(&self, tx: &mut sqlx::PgConnection, adding: u64) -> Result<()> {
+    pub(super) async fn check_rows_quota(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        adding: u64,
+    ) -> Result<()> {
         let quotas = self
             .catalog
             .pools()

@@ -239,6 +239,13 @@ impl Tables {
             super::index::build_hnsw(&mut write, table_id, index_id, column_id, metric.parse()?)
                 .await?;
         }
+        // Undoing a delete brings its rows back, so they count against the
+        // tenant's rows quota as an insert's would.
+        let restored_rows = entry.rows_removed.saturating_sub(entry.rows_added);
+        if restored_rows > 0 {
+            self.check_rows_quota(&mut write.tx, restored_rows as u64)
+                .await?;
+        }
         sqlx::query("DELETE FROM sandtable.table_versions WHERE table_id = $1 AND version = $2")
             .bind(table_id)
             .bind(entry.version)

@@ -10,6 +10,7 @@ use serde_json::Value;
 use super::{ApiJson, ApiQuery};
 use crate::catalog::call::{CallReport, argument_columns, find_function, row_arguments, run_batch};
 use crate::catalog::{AddedPlugin, InvalidReference, PluginDetails, PluginEntry, PluginRef};
+use crate::sandbox::CallError;
 use crate::server::error::ErrorBody;
 use crate::server::{ApiError, TenantTables};
 use crate::table::TableError;
@@ -288,6 +289,13 @@ pub(in crate::server) async fn call_plugin(
         rows.len(),
     )
     .await
-    .map_err(|error| ApiError::invalid(crate::error_chain(&error)))?;
+    .map_err(|error| match error {
+        // A spent fuel budget answers 429 with `Retry-After`, and a host
+        // failure 500, as they do on the table routes.
+        CallError::FuelQuota { .. } | CallError::Host { .. } => {
+            ApiError::from(TableError::Call(error))
+        }
+        error => ApiError::invalid(crate::error_chain(&error)),
+    })?;
     Ok(Json(CallReport::new(&entry, &function.name, &output)))
 }
