@@ -29,7 +29,8 @@ struct SlotState {
 struct TenantQueue {
     held: usize,
     waiting: VecDeque<u64>,
-    /// The most slots the tenant may hold, from its latest call's quota.
+    /// The maximum number of slots the tenant may hold, from its latest
+    /// call's quota.
     max_held: Option<usize>,
 }
 
