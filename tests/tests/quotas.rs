@@ -13,6 +13,7 @@ use sandtable::sandbox::{
 };
 use sandtable::table::values::cell_json;
 use sandtable::table::{TableError, Tables};
+use sandtable_tests::api::ApiServer;
 use sandtable_tests::tables::{
     add_plugin, columns, dump, insert_jsonl, plugin_bytes, setup_with, tenant_tables,
 };
@@ -443,21 +444,6 @@ async fn rows_quota_rejects_whole_insert() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the API on a loopback port; the server stops with the test's
-/// runtime.
-async fn serve(host: &Tables) -> anyhow::Result<String> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router = sandtable::server::router(host.catalog().clone(), host.engine().clone());
-    tokio::spawn(sandtable::server::serve(
-        listener,
-        router,
-        std::future::pending(),
-        Duration::from_secs(1),
-    ));
-    Ok(base)
-}
-
 #[tokio::test]
 async fn api_reports_quota_errors() -> anyhow::Result<()> {
     let config = quota_config("[quotas.acme]\nfuel_per_minute = 5000000\nmax_rows = 2\n");
@@ -466,7 +452,8 @@ async fn api_reports_quota_errors() -> anyhow::Result<()> {
     let tables = tenant_tables(&host, &acme).await?;
     add_plugin(&tables, "hostile", "hostile.wasm").await?;
     tables.create_table("t", &columns(&["n:int"])).await?;
-    let base = serve(&host).await?;
+    let server = ApiServer::start(&host).await?;
+    let base = server.base.clone();
     let client = reqwest::Client::new();
     let insert = |body: &'static str| {
         client

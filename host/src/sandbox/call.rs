@@ -651,7 +651,7 @@ pub(crate) fn describe(
 ) -> Result<Description, LoadError> {
     let inner = &engine.inner;
     let setup = inner.config.policy.setup_limits();
-    // `describe` runs for the host, whoever added the plugin.
+    // `describe` runs for the host, not for the tenant that adds the plugin.
     let (_slot, _) = inner.slots.acquire("", None);
     let labels = GuestLabels::default();
     let state = StoreState::new(

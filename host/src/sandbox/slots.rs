@@ -61,7 +61,7 @@ impl Slots {
     }
 
     /// Waits for a slot for a call of `tenant`, which may hold at most
-    /// `max_held` slots at once; returns the slot with the time spent
+    /// `max_held` slots at once. Returns the slot with the time spent
     /// waiting.
     pub(crate) fn acquire(
         &self,

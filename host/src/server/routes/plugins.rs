@@ -290,8 +290,8 @@ pub(in crate::server) async fn call_plugin(
     )
     .await
     .map_err(|error| match error {
-        // A spent fuel budget answers 429 with `Retry-After`, and a host
-        // failure 500, as they do on the table routes.
+        // A spent fuel budget gets 429 with `Retry-After`, and a host
+        // failure 500, as on the table routes.
         CallError::FuelQuota { .. } | CallError::Host { .. } => {
             ApiError::from(TableError::Call(error))
         }
